@@ -1,0 +1,258 @@
+//! The session registry: which resources of which account are connected to this node, and the
+//! per-session state the router needs (RFC 6121 §8.5: availability and priority).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::{Mutex, RwLock};
+use starling_proto::{Jid, StreamError};
+use starling_xml::Element;
+use tokio::sync::{mpsc, Notify};
+
+/// What a session task receives from the rest of the server.
+#[derive(Debug)]
+pub enum SessionCommand {
+    Stanza(Element),
+}
+
+/// Presence-related state of one session (RFC 6121 §4).
+#[derive(Debug, Default, Clone)]
+pub struct PresenceState {
+    /// Initial presence sent and not yet unavailable.
+    pub available: bool,
+    pub priority: i8,
+    /// The last broadcast presence stanza.
+    pub last: Option<Element>,
+    /// Requested the roster: receives roster pushes (RFC 6121 §2.1.6).
+    pub interested: bool,
+    /// Entities this session sent directed presence to (RFC 6121 §4.6.3).
+    pub directed: HashSet<Jid>,
+}
+
+/// A bound client session as the rest of the server sees it.
+#[derive(Debug)]
+pub struct SessionInfo {
+    pub id: u64,
+    pub jid: Jid,
+    pub transport: &'static str,
+    pub peer: Option<SocketAddr>,
+    pub secure: bool,
+    pub started: SystemTime,
+    tx: mpsc::Sender<SessionCommand>,
+    kill: Notify,
+    kill_reason: Mutex<Option<StreamError>>,
+    pub presence: Mutex<PresenceState>,
+}
+
+/// Why a stanza could not be handed to a session.
+#[derive(Debug)]
+pub enum DeliveryError {
+    /// The session is gone (closed between lookup and delivery).
+    Gone(Element),
+    /// The session's queue is full: it reads too slowly and is being disconnected.
+    Overloaded(Element),
+}
+
+impl DeliveryError {
+    pub fn into_stanza(self) -> Element {
+        match self {
+            DeliveryError::Gone(e) | DeliveryError::Overloaded(e) => e,
+        }
+    }
+}
+
+impl SessionInfo {
+    /// Queues a stanza for the session. A full queue means a slow reader: the session is told
+    /// to close (policy-violation) and the caller gets the stanza back to store or bounce, so
+    /// nothing accepted is dropped silently.
+    pub fn send(&self, stanza: Element) -> Result<(), DeliveryError> {
+        match self.tx.try_send(SessionCommand::Stanza(stanza)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(SessionCommand::Stanza(e))) => {
+                self.close(
+                    StreamError::new(starling_proto::StreamErrorCondition::PolicyViolation)
+                        .with_text("too many unread stanzas"),
+                );
+                Err(DeliveryError::Overloaded(e))
+            }
+            Err(mpsc::error::TrySendError::Closed(SessionCommand::Stanza(e))) => {
+                Err(DeliveryError::Gone(e))
+            }
+        }
+    }
+
+    /// Asks the session to end its stream with this error (kick, conflict, overload).
+    pub fn close(&self, reason: StreamError) {
+        let mut slot = self.kill_reason.lock();
+        if slot.is_none() {
+            *slot = Some(reason);
+        }
+        drop(slot);
+        self.kill.notify_one();
+    }
+
+    /// Resolves when someone called [`SessionInfo::close`]; yields the reason.
+    pub async fn closed(&self) -> StreamError {
+        loop {
+            if let Some(r) = self.kill_reason.lock().clone() {
+                return r;
+            }
+            self.kill.notified().await;
+        }
+    }
+
+    pub fn is_available(&self) -> bool {
+        self.presence.lock().available
+    }
+
+    pub fn priority(&self) -> i8 {
+        self.presence.lock().priority
+    }
+}
+
+/// The receiving half kept by the session task.
+pub struct SessionReceiver {
+    pub rx: mpsc::Receiver<SessionCommand>,
+}
+
+#[derive(Default)]
+pub struct SessionRegistry {
+    by_bare: RwLock<HashMap<Jid, Vec<Arc<SessionInfo>>>>,
+    next_id: AtomicU64,
+}
+
+pub struct NewSession {
+    pub jid: Jid,
+    pub transport: &'static str,
+    pub peer: Option<SocketAddr>,
+    pub secure: bool,
+    pub queue: usize,
+}
+
+impl SessionRegistry {
+    /// Binds a full JID. A session already bound to the same full JID is returned so the
+    /// caller can end it with `<conflict/>` (RFC 6120 §7.7.2.2: the newer session wins).
+    pub fn bind(
+        &self,
+        new: NewSession,
+    ) -> (Arc<SessionInfo>, SessionReceiver, Option<Arc<SessionInfo>>) {
+        let (tx, rx) = mpsc::channel(new.queue.max(16));
+        let info = Arc::new(SessionInfo {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+            jid: new.jid,
+            transport: new.transport,
+            peer: new.peer,
+            secure: new.secure,
+            started: SystemTime::now(),
+            tx,
+            kill: Notify::new(),
+            kill_reason: Mutex::new(None),
+            presence: Mutex::new(PresenceState::default()),
+        });
+        let mut map = self.by_bare.write();
+        let list = map.entry(info.jid.bare()).or_default();
+        let replaced = list
+            .iter()
+            .position(|s| s.jid == info.jid)
+            .map(|i| list.remove(i));
+        list.push(info.clone());
+        (info, SessionReceiver { rx }, replaced)
+    }
+
+    /// Removes a session (only that exact session: a replacement bound to the same JID stays).
+    pub fn unbind(&self, session: &Arc<SessionInfo>) -> bool {
+        let mut map = self.by_bare.write();
+        let bare = session.jid.bare();
+        let Some(list) = map.get_mut(&bare) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|s| !Arc::ptr_eq(s, session));
+        let removed = list.len() != before;
+        if list.is_empty() {
+            map.remove(&bare);
+        }
+        removed
+    }
+
+    pub fn get_full(&self, jid: &Jid) -> Option<Arc<SessionInfo>> {
+        let map = self.by_bare.read();
+        map.get(&jid.bare())?
+            .iter()
+            .find(|s| s.jid == *jid)
+            .cloned()
+    }
+
+    /// All sessions of an account.
+    pub fn get_bare(&self, bare: &Jid) -> Vec<Arc<SessionInfo>> {
+        let map = self.by_bare.read();
+        map.get(bare).cloned().unwrap_or_default()
+    }
+
+    pub fn is_online(&self, bare: &Jid) -> bool {
+        self.by_bare.read().contains_key(bare)
+    }
+
+    pub fn all(&self) -> Vec<Arc<SessionInfo>> {
+        self.by_bare.read().values().flatten().cloned().collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.by_bare.read().values().map(Vec::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(jid: &str) -> NewSession {
+        NewSession {
+            jid: Jid::parse(jid).expect("jid"),
+            transport: "tcp",
+            peer: None,
+            secure: true,
+            queue: 16,
+        }
+    }
+
+    #[test]
+    fn bind_replaces_same_full_jid_only() {
+        let reg = SessionRegistry::default();
+        let (a, _ra, none) = reg.bind(new("u@h/a"));
+        assert!(none.is_none());
+        let (_b, _rb, _) = reg.bind(new("u@h/b"));
+        let (a2, _ra2, old) = reg.bind(new("u@h/a"));
+        assert!(Arc::ptr_eq(&old.expect("replaced"), &a));
+        assert_eq!(reg.count(), 2);
+        // Unbinding the replaced session must not remove its successor.
+        assert!(!reg.unbind(&a));
+        assert!(Arc::ptr_eq(
+            &reg.get_full(&Jid::parse("u@h/a").expect("jid"))
+                .expect("bound"),
+            &a2
+        ));
+    }
+
+    #[tokio::test]
+    async fn full_queue_closes_and_returns_the_stanza() {
+        let reg = SessionRegistry::default();
+        let (s, _rx, _) = reg.bind(new("u@h/a"));
+        for _ in 0..16 {
+            s.send(Element::new("message", "jabber:client"))
+                .expect("room in queue");
+        }
+        let err = s
+            .send(Element::new("message", "jabber:client"))
+            .expect_err("full");
+        assert!(matches!(err, DeliveryError::Overloaded(_)));
+        let reason = s.closed().await;
+        assert_eq!(
+            reason.condition,
+            starling_proto::StreamErrorCondition::PolicyViolation
+        );
+    }
+}

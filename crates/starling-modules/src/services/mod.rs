@@ -1,0 +1,4 @@
+//! Small services (placeholder: being written).
+use std::sync::Arc;
+use starling_core::Module;
+pub fn modules() -> Vec<Arc<dyn Module>> { Vec::new() }

@@ -1,0 +1,309 @@
+//! The TCP transport: an XML stream over a socket (RFC 6120 §4), upgraded in place by STARTTLS
+//! (RFC 6120 §5.4.3.3) or TLS from the first byte (Direct TLS, XEP-0368), with the channel
+//! bindings of the TLS layer (RFC 5929 §4 `tls-server-end-point`, RFC 9266 `tls-exporter`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ProtocolVersion;
+use starling_core::transport::{Transport, TransportError};
+use starling_proto::sasl::ChannelBindings;
+use starling_xml::{escape_attr, ns, Element, Limits, StreamEvent, StreamParser};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use crate::tls::TlsSetup;
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 8 * 1024;
+/// A write buffer that grew past this (a large stanza) is released after it is flushed.
+const KEEP_WRITE_CAPACITY: usize = 16 * 1024;
+
+/// How a TCP transport is set up.
+#[derive(Clone, Debug)]
+pub struct TcpOptions {
+    /// The stream's content namespace: `jabber:client` for c2s, `jabber:server` for s2s.
+    pub content_ns: &'static str,
+    /// Limits of the XML parser.
+    pub limits: Limits,
+    /// How long a TLS handshake (Direct TLS or after `<proceed/>`) may take.
+    pub tls_handshake_timeout: Duration,
+}
+
+impl Default for TcpOptions {
+    fn default() -> Self {
+        TcpOptions {
+            content_ns: ns::CLIENT,
+            limits: Limits::default(),
+            tls_handshake_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Between taking the socket for a handshake and getting it back (or after it failed).
+    Gone,
+}
+
+/// An XMPP stream over TCP, plain or TLS.
+pub struct TcpTransport {
+    stream: Stream,
+    tls: Option<Arc<TlsSetup>>,
+    opts: TcpOptions,
+    parser: StreamParser,
+    read_buf: Vec<u8>,
+    write_buf: String,
+    /// Bytes of `write_buf` already written (keeps `flush` cancel-safe).
+    written: usize,
+    direct: bool,
+    peer: Option<SocketAddr>,
+    sni: Option<String>,
+    bindings: ChannelBindings,
+    /// Held for the connection's lifetime: counts it against the connection limit.
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl TcpTransport {
+    /// A plain TCP stream; STARTTLS is offered when `tls` is given.
+    pub fn new(stream: TcpStream, tls: Option<Arc<TlsSetup>>, opts: TcpOptions) -> Self {
+        let peer = stream.peer_addr().ok();
+        let _ = stream.set_nodelay(true);
+        TcpTransport {
+            parser: StreamParser::new(opts.limits.clone()),
+            stream: Stream::Plain(stream),
+            tls,
+            opts,
+            read_buf: Vec::new(),
+            write_buf: String::new(),
+            written: 0,
+            direct: false,
+            peer,
+            sni: None,
+            bindings: ChannelBindings::default(),
+            _permit: None,
+        }
+    }
+
+    /// Direct TLS (XEP-0368): the TLS handshake happens before any XML, with ALPN
+    /// `xmpp-client` offered and a timeout.
+    pub async fn accept_direct_tls(
+        stream: TcpStream,
+        tls: Arc<TlsSetup>,
+        opts: TcpOptions,
+    ) -> Result<Self, TransportError> {
+        let config = tls.direct.clone();
+        let mut t = TcpTransport::new(stream, Some(tls), opts);
+        t.direct = true;
+        t.handshake(config).await?;
+        Ok(t)
+    }
+
+    pub(crate) fn hold_permit(&mut self, permit: OwnedSemaphorePermit) {
+        self._permit = Some(permit);
+    }
+
+    /// Runs the server handshake on the plain socket and records SNI and channel bindings.
+    async fn handshake(&mut self, config: Arc<rustls::ServerConfig>) -> Result<(), TransportError> {
+        let Stream::Plain(socket) = std::mem::replace(&mut self.stream, Stream::Gone) else {
+            return Err(TransportError::Tls("TLS is already active".into()));
+        };
+        let accept = TlsAcceptor::from(config).accept(socket);
+        let tls = match tokio::time::timeout(self.opts.tls_handshake_timeout, accept).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => return Err(TransportError::Tls(format!("handshake failed: {e}"))),
+            Err(_) => return Err(TransportError::Tls("handshake timed out".into())),
+        };
+        if let Some(setup) = &self.tls {
+            let (sni, bindings) = crate::tls::session_info(tls.get_ref().1, setup);
+            self.sni = sni;
+            self.bindings = bindings;
+        }
+        self.stream = Stream::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    /// The negotiated ALPN protocol, if any (Direct TLS).
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        match &self.stream {
+            Stream::Tls(tls) => tls.get_ref().1.alpn_protocol(),
+            _ => None,
+        }
+    }
+
+    /// The negotiated TLS version, if TLS is active.
+    pub fn tls_version(&self) -> Option<ProtocolVersion> {
+        match &self.stream {
+            Stream::Tls(tls) => tls.get_ref().1.protocol_version(),
+            _ => None,
+        }
+    }
+
+    async fn read_some(&mut self) -> Result<usize, TransportError> {
+        if self.read_buf.len() < READ_CHUNK {
+            self.read_buf.resize(READ_CHUNK, 0);
+        }
+        let n = match &mut self.stream {
+            Stream::Plain(s) => s.read(&mut self.read_buf).await?,
+            Stream::Tls(s) => s.read(&mut self.read_buf).await?,
+            Stream::Gone => return Err(not_connected()),
+        };
+        Ok(n)
+    }
+}
+
+fn not_connected() -> TransportError {
+    TransportError::Io(std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        "the connection is closed",
+    ))
+}
+
+/// Writes `<?xml version='1.0'?><stream:stream xmlns=… xmlns:stream=… attrs>`.
+pub(crate) fn write_stream_header(out: &mut String, content_ns: &str, attrs: &[(&str, &str)]) {
+    out.push_str("<?xml version='1.0'?><stream:stream xmlns='");
+    escape_attr(content_ns, out);
+    out.push_str("' xmlns:stream='");
+    out.push_str(ns::STREAM);
+    out.push('\'');
+    for (k, v) in attrs {
+        out.push(' ');
+        out.push_str(k);
+        out.push_str("='");
+        escape_attr(v, out);
+        out.push('\'');
+    }
+    out.push('>');
+}
+
+impl Transport for TcpTransport {
+    fn kind(&self) -> &'static str {
+        if self.direct {
+            "tls"
+        } else {
+            "tcp"
+        }
+    }
+
+    /// Cancel-safe: bytes are fed to the parser only after a read completed, and no await
+    /// separates feeding from parsing.
+    async fn recv(&mut self) -> Result<Option<StreamEvent>, TransportError> {
+        loop {
+            if let Some(event) = self.parser.next_event()? {
+                return Ok(Some(event));
+            }
+            let n = self.read_some().await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.parser.feed(&self.read_buf[..n]);
+        }
+    }
+
+    fn send_open(&mut self, attrs: &[(&str, &str)]) {
+        write_stream_header(&mut self.write_buf, self.opts.content_ns, attrs);
+    }
+
+    fn send_element(&mut self, element: &Element) {
+        if element.ns() == ns::STREAM {
+            element.write_prefixed(&mut self.write_buf, "stream", self.opts.content_ns, false);
+        } else {
+            element.write_to(&mut self.write_buf, self.opts.content_ns);
+        }
+    }
+
+    fn send_keepalive(&mut self) {
+        self.write_buf.push(' ');
+    }
+
+    fn send_close(&mut self) {
+        self.write_buf.push_str("</stream:stream>");
+    }
+
+    /// Cancel-safe: progress is remembered in `written`, so a retried flush never repeats or
+    /// skips bytes.
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        while self.written < self.write_buf.len() {
+            let chunk = &self.write_buf.as_bytes()[self.written..];
+            let n = match &mut self.stream {
+                Stream::Plain(s) => s.write(chunk).await?,
+                Stream::Tls(s) => s.write(chunk).await?,
+                Stream::Gone => return Err(not_connected()),
+            };
+            if n == 0 {
+                return Err(TransportError::Io(std::io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        match &mut self.stream {
+            Stream::Plain(s) => s.flush().await?,
+            Stream::Tls(s) => s.flush().await?,
+            Stream::Gone => return Err(not_connected()),
+        }
+        self.written = 0;
+        self.write_buf.clear();
+        if self.write_buf.capacity() > KEEP_WRITE_CAPACITY {
+            self.write_buf = String::new();
+        }
+        Ok(())
+    }
+
+    fn pending_bytes(&self) -> usize {
+        self.write_buf.len() - self.written
+    }
+
+    fn can_starttls(&self) -> bool {
+        self.tls.is_some() && matches!(self.stream, Stream::Plain(_))
+    }
+
+    /// After `<proceed/>` (RFC 6120 §5.4.3.3). Anything the client sent after `<starttls/>`
+    /// in plaintext is discarded with the parser, so it cannot be injected into the encrypted
+    /// stream (the STARTTLS command-injection class of bugs).
+    async fn starttls(&mut self) -> Result<(), TransportError> {
+        let Some(config) = self.tls.as_ref().map(|t| t.starttls.clone()) else {
+            return Err(TransportError::Tls("TLS is not configured".into()));
+        };
+        if !matches!(self.stream, Stream::Plain(_)) {
+            return Err(TransportError::Tls("TLS is already active".into()));
+        }
+        self.flush().await?;
+        self.reset();
+        self.handshake(config).await
+    }
+
+    fn reset(&mut self) {
+        self.parser = StreamParser::new(self.opts.limits.clone());
+    }
+
+    fn is_secure(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
+    fn channel_bindings(&self) -> ChannelBindings {
+        self.bindings.clone()
+    }
+
+    fn sni(&self) -> Option<String> {
+        self.sni.clone()
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    fn shrink(&mut self) {
+        self.parser.shrink();
+        self.read_buf = Vec::new();
+        if self.pending_bytes() == 0 {
+            self.write_buf = String::new();
+            self.written = 0;
+        } else {
+            self.write_buf.shrink_to_fit();
+        }
+    }
+}

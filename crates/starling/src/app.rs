@@ -1,0 +1,181 @@
+//! Wires a server together: data folder, store, modules, TLS, listeners, admin socket, and
+//! graceful shutdown (RFC 6120 §4.4 closing with `<system-shutdown/>`).
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use starling_core::{Config, Server};
+use starling_net::{
+    bind_c2s, bind_http, build_tls, CertConfig, ConnLimits, StreamHandler, TcpTransport,
+    TlsSetup, WsTransport,
+};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+/// A started server and where it listens (ports may be 0 in the config: these are the real ones).
+pub struct Running {
+    pub server: Arc<Server>,
+    pub c2s: Option<SocketAddr>,
+    pub direct_tls: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Hands each accepted connection to a client stream task.
+struct C2sStreams {
+    server: Arc<Server>,
+}
+
+impl StreamHandler for C2sStreams {
+    fn tcp(&self, t: TcpTransport) {
+        tokio::spawn(starling_core::c2s::run(self.server.clone(), t));
+    }
+
+    fn ws(&self, t: WsTransport) {
+        tokio::spawn(starling_core::c2s::run(self.server.clone(), t));
+    }
+}
+
+fn addr(value: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(value.parse().with_context(|| format!("bad address {value:?}"))?))
+}
+
+/// Starts everything the config names.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data folder {}", config.data_dir.display()))?;
+    // The data folder holds the database, the TLS key and the admin socket: owner only.
+    std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict {}", config.data_dir.display()))?;
+
+    let url = config.storage_url();
+    let store = starling_store::open(&url)
+        .await
+        .with_context(|| format!("cannot open storage {url}"))?;
+    let certs: Vec<CertConfig> = config
+        .tls
+        .certs
+        .iter()
+        .map(|c| CertConfig {
+            cert: c.cert.clone(),
+            key: c.key.clone(),
+        })
+        .collect();
+    let tls: Arc<TlsSetup> = Arc::new(
+        build_tls(&config.hosts, &certs, &config.data_dir).context("TLS setup failed")?,
+    );
+
+    let server = Server::build(config, store, starling_modules::default_modules());
+    let cfg = server.config.clone();
+    let handler: Arc<dyn StreamHandler> = Arc::new(C2sStreams {
+        server: server.clone(),
+    });
+    let limits = ConnLimits {
+        max_connections: cfg.c2s.max_connections,
+        max_stanza_bytes: cfg.c2s.max_stanza_bytes,
+        tls_handshake_timeout: Duration::from_secs(30),
+    };
+    let mut tasks = Vec::new();
+    let mut running = Running {
+        server: server.clone(),
+        c2s: None,
+        direct_tls: None,
+        http: None,
+        https: None,
+        tasks: Vec::new(),
+    };
+    if let Some(a) = addr(&cfg.c2s.listen)? {
+        let (bound, task) = bind_c2s(
+            a,
+            tls.clone(),
+            false,
+            handler.clone(),
+            limits.clone(),
+            server.shutdown_signal(),
+        )
+        .await?;
+        info!("client connections (STARTTLS) on {bound}");
+        running.c2s = Some(bound);
+        tasks.push(task);
+    }
+    if let Some(a) = addr(&cfg.c2s.direct_tls_listen)? {
+        let (bound, task) = bind_c2s(
+            a,
+            tls.clone(),
+            true,
+            handler.clone(),
+            limits.clone(),
+            server.shutdown_signal(),
+        )
+        .await?;
+        info!("client connections (Direct TLS, XEP-0368) on {bound}");
+        running.direct_tls = Some(bound);
+        tasks.push(task);
+    }
+    if let Some(a) = addr(&cfg.http.listen)? {
+        let (bound, task) = bind_http(
+            a,
+            None,
+            &cfg.http.websocket_path,
+            handler.clone(),
+            limits.clone(),
+            server.shutdown_signal(),
+        )
+        .await?;
+        info!(
+            "HTTP on {bound}: WebSocket at ws://{bound}{}",
+            cfg.http.websocket_path
+        );
+        running.http = Some(bound);
+        tasks.push(task);
+    }
+    if let Some(a) = addr(&cfg.http.tls_listen)? {
+        let (bound, task) = bind_http(
+            a,
+            Some(tls.clone()),
+            &cfg.http.websocket_path,
+            handler.clone(),
+            limits.clone(),
+            server.shutdown_signal(),
+        )
+        .await?;
+        info!(
+            "HTTPS on {bound}: WebSocket at wss://{bound}{}",
+            cfg.http.websocket_path
+        );
+        running.https = Some(bound);
+        tasks.push(task);
+    }
+    tasks.push(
+        crate::admin::socket::serve(server.clone(), &cfg.admin_socket()).with_context(|| {
+            format!("cannot open admin socket {}", cfg.admin_socket().display())
+        })?,
+    );
+    running.tasks = tasks;
+    info!(hosts = ?cfg.hosts, modules = ?server.hooks.modules, "Starling {} started", env!("CARGO_PKG_VERSION"));
+    Ok(running)
+}
+
+impl Running {
+    /// Closes every stream with `<system-shutdown/>`, waits for them (up to 10 s), stops
+    /// listening.
+    pub async fn shutdown(self) {
+        self.server.begin_shutdown();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.server.sessions.count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for t in self.tasks {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(self.server.config.admin_socket());
+        info!("Starling stopped");
+    }
+}
