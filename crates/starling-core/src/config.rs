@@ -325,3 +325,21 @@ mod tests {
         assert_eq!(c.storage_url(), "sqlite:///srv/x/db/s.db");
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The example config shipped in the repository must stay loadable and say the defaults.
+    #[test]
+    fn example_config_loads_and_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../starling.example.toml");
+        let cfg = Config::load(&path).expect("example config loads");
+        let def = Config::default();
+        assert_eq!(cfg.hosts, def.hosts);
+        assert_eq!(cfg.c2s.listen, def.c2s.listen);
+        assert_eq!(cfg.c2s.max_stanza_bytes, def.c2s.max_stanza_bytes);
+        assert_eq!(cfg.registration.enabled, def.registration.enabled);
+        assert!(cfg.data_dir.ends_with("data"));
+    }
+}

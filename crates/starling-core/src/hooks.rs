@@ -236,9 +236,16 @@ impl HookBus {
 pub struct Registrar {
     pub(crate) bus: HookBus,
     pub(crate) disco: DiscoRegistry,
+    pub(crate) config: Arc<crate::Config>,
 }
 
 impl Registrar {
+    /// The configuration the server is built with, for modules whose offers depend on it
+    /// (e.g. the in-band registration stream feature only when registration is enabled).
+    pub fn config(&self) -> &crate::Config {
+        &self.config
+    }
+
     pub fn hook(&mut self, event: &str, priority: i32, hook: Arc<dyn StanzaHook>) {
         let chain = self.bus.hooks.entry(event.to_string()).or_default();
         chain.push(HookEntry { priority, hook });

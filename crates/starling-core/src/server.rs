@@ -31,14 +31,18 @@ impl Server {
         store: Arc<dyn Store>,
         modules: Vec<Arc<dyn Module>>,
     ) -> Arc<Server> {
-        let mut reg = Registrar::default();
+        let config = Arc::new(config);
+        let mut reg = Registrar {
+            config: config.clone(),
+            ..Registrar::default()
+        };
         for m in modules {
             reg.bus.modules.push(m.name());
             m.register(&mut reg);
         }
         let (shutdown, _) = watch::channel(false);
         Arc::new(Server {
-            config: Arc::new(config),
+            config,
             store,
             sessions: SessionRegistry::default(),
             hooks: reg.bus,

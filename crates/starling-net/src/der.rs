@@ -175,7 +175,10 @@ mod tests {
 
     #[test]
     fn reads_dns_names() {
-        let der = cert(&["Example.com", "*.example.com"], &rcgen::PKCS_ECDSA_P256_SHA256);
+        let der = cert(
+            &["Example.com", "*.example.com"],
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+        );
         assert_eq!(dns_names(&der), vec!["example.com", "*.example.com"]);
     }
 
@@ -193,7 +196,10 @@ mod tests {
     fn survives_garbage() {
         assert!(dns_names(&[]).is_empty());
         assert!(dns_names(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_empty());
-        assert_eq!(end_point_hash(&[0x30, 0x03, 0x30, 0x01]), EndPointHash::Sha256);
+        assert_eq!(
+            end_point_hash(&[0x30, 0x03, 0x30, 0x01]),
+            EndPointHash::Sha256
+        );
         let der = cert(&["a.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
         for cut in 0..der.len() {
             let _ = dns_names(&der[..cut]);

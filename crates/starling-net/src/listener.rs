@@ -3,6 +3,7 @@
 //! limit, TCP_NODELAY, accept errors that back off instead of spinning, and graceful shutdown.
 //! What runs a stream is the caller's [`StreamHandler`], so net never names core's server.
 
+use std::future::IntoFuture;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -407,7 +408,7 @@ async fn accept_loop(
 async fn accept_error(e: &io::Error, local: SocketAddr, last_fd_log: &mut Option<Instant>) {
     match e.raw_os_error() {
         Some(libc::EMFILE) | Some(libc::ENFILE) => {
-            if last_fd_log.map_or(true, |t| t.elapsed() > Duration::from_secs(10)) {
+            if !matches!(last_fd_log, Some(t) if t.elapsed() < Duration::from_secs(10)) {
                 error!(
                     "{local}: out of file descriptors: raise the limit or lower \
                      max_connections ({e})"

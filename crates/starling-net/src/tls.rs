@@ -73,10 +73,7 @@ impl TlsSetup {
         TlsSetup::from_served(certs, None)
     }
 
-    fn from_served(
-        certs: Vec<Served>,
-        self_signed: Option<PathBuf>,
-    ) -> Result<TlsSetup, NetError> {
+    fn from_served(certs: Vec<Served>, self_signed: Option<PathBuf>) -> Result<TlsSetup, NetError> {
         let resolver = Arc::new(CertResolver::new(certs));
         let provider = Arc::new(provider());
         let starttls = ServerConfig::builder_with_provider(provider)

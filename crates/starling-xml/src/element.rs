@@ -288,6 +288,18 @@ impl Element {
     }
 }
 
+impl Element {
+    /// Parser fast path: appends an attribute known not to be present yet.
+    pub(crate) fn push_attr(&mut self, name: String, value: String) {
+        self.attrs.push((name, value));
+    }
+
+    /// Parser fast path: room for `n` more attributes without regrowing.
+    pub(crate) fn reserve_attrs(&mut self, n: usize) {
+        self.attrs.reserve_exact(n);
+    }
+}
+
 impl fmt::Display for Element {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_xml())
@@ -329,7 +341,10 @@ mod tests {
         let msg = Element::new("message", "jabber:client")
             .with_attr("to", "juliet@example.com")
             .with_child(Element::new("body", "jabber:client").with_text("a < b & 'c'"))
-            .with_child(Element::new("active", "http://jabber.org/protocol/chatstates"));
+            .with_child(Element::new(
+                "active",
+                "http://jabber.org/protocol/chatstates",
+            ));
         assert_eq!(
             {
                 let mut s = String::new();

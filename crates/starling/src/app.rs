@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use starling_core::{Config, Server};
 use starling_net::{
-    bind_c2s, bind_http, build_tls, CertConfig, ConnLimits, StreamHandler, TcpTransport,
-    TlsSetup, WsTransport,
+    build_tls, CertConfig, ConnLimits, ListenerSet, StreamHandler, TcpTransport, TlsSetup,
+    WsTransport,
 };
 use tokio::task::JoinHandle;
 use tracing::info;
@@ -44,7 +44,11 @@ fn addr(value: &str) -> anyhow::Result<Option<SocketAddr>> {
     if value.is_empty() {
         return Ok(None);
     }
-    Ok(Some(value.parse().with_context(|| format!("bad address {value:?}"))?))
+    Ok(Some(
+        value
+            .parse()
+            .with_context(|| format!("bad address {value:?}"))?,
+    ))
 }
 
 /// Starts everything the config names.
@@ -68,9 +72,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             key: c.key.clone(),
         })
         .collect();
-    let tls: Arc<TlsSetup> = Arc::new(
-        build_tls(&config.hosts, &certs, &config.data_dir).context("TLS setup failed")?,
-    );
+    let tls: Arc<TlsSetup> =
+        Arc::new(build_tls(&config.hosts, &certs, &config.data_dir).context("TLS setup failed")?);
 
     let server = Server::build(config, store, starling_modules::default_modules());
     let cfg = server.config.clone();
@@ -82,7 +85,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         max_stanza_bytes: cfg.c2s.max_stanza_bytes,
         tls_handshake_timeout: Duration::from_secs(30),
     };
-    let mut tasks = Vec::new();
+    // One connection budget for every listener, so max_connections bounds the process.
+    let mut listeners = ListenerSet::new(handler, limits, server.shutdown_signal());
     let mut running = Running {
         server: server.clone(),
         c2s: None,
@@ -92,67 +96,30 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tasks: Vec::new(),
     };
     if let Some(a) = addr(&cfg.c2s.listen)? {
-        let (bound, task) = bind_c2s(
-            a,
-            tls.clone(),
-            false,
-            handler.clone(),
-            limits.clone(),
-            server.shutdown_signal(),
-        )
-        .await?;
+        let bound = listeners.bind_c2s(a, tls.clone(), false).await?;
         info!("client connections (STARTTLS) on {bound}");
         running.c2s = Some(bound);
-        tasks.push(task);
     }
     if let Some(a) = addr(&cfg.c2s.direct_tls_listen)? {
-        let (bound, task) = bind_c2s(
-            a,
-            tls.clone(),
-            true,
-            handler.clone(),
-            limits.clone(),
-            server.shutdown_signal(),
-        )
-        .await?;
+        let bound = listeners.bind_c2s(a, tls.clone(), true).await?;
         info!("client connections (Direct TLS, XEP-0368) on {bound}");
         running.direct_tls = Some(bound);
-        tasks.push(task);
     }
     if let Some(a) = addr(&cfg.http.listen)? {
-        let (bound, task) = bind_http(
-            a,
-            None,
-            &cfg.http.websocket_path,
-            handler.clone(),
-            limits.clone(),
-            server.shutdown_signal(),
-        )
-        .await?;
-        info!(
-            "HTTP on {bound}: WebSocket at ws://{bound}{}",
-            cfg.http.websocket_path
-        );
+        let bound = listeners
+            .bind_http(a, None, &cfg.http.websocket_path)
+            .await?;
+        info!("WebSocket at ws://{bound}{}", cfg.http.websocket_path);
         running.http = Some(bound);
-        tasks.push(task);
     }
     if let Some(a) = addr(&cfg.http.tls_listen)? {
-        let (bound, task) = bind_http(
-            a,
-            Some(tls.clone()),
-            &cfg.http.websocket_path,
-            handler.clone(),
-            limits.clone(),
-            server.shutdown_signal(),
-        )
-        .await?;
-        info!(
-            "HTTPS on {bound}: WebSocket at wss://{bound}{}",
-            cfg.http.websocket_path
-        );
+        let bound = listeners
+            .bind_http(a, Some(tls.clone()), &cfg.http.websocket_path)
+            .await?;
+        info!("WebSocket at wss://{bound}{}", cfg.http.websocket_path);
         running.https = Some(bound);
-        tasks.push(task);
     }
+    let mut tasks = vec![tokio::spawn(listeners.join())];
     tasks.push(
         crate::admin::socket::serve(server.clone(), &cfg.admin_socket()).with_context(|| {
             format!("cannot open admin socket {}", cfg.admin_socket().display())

@@ -48,7 +48,10 @@ fn load(path: &Option<PathBuf>) -> anyhow::Result<Config> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("starling: cannot start the runtime: {e}");
@@ -107,7 +110,13 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     println!("  hosts:            {}", config.hosts.join(", "));
     println!("  data folder:      {}", config.data_dir.display());
     println!("  storage:          {}", config.storage_url());
-    let on = |v: &str| if v.is_empty() { "off".to_string() } else { v.to_string() };
+    let on = |v: &str| {
+        if v.is_empty() {
+            "off".to_string()
+        } else {
+            v.to_string()
+        }
+    };
     println!("  c2s (STARTTLS):   {}", on(&config.c2s.listen));
     println!("  c2s (Direct TLS): {}", on(&config.c2s.direct_tls_listen));
     println!(
@@ -131,13 +140,25 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
                 problems += 1;
             }
         }
-        println!("  certificate:      {} (key {})", pair.cert.display(), pair.key.display());
+        println!(
+            "  certificate:      {} (key {})",
+            pair.cert.display(),
+            pair.key.display()
+        );
     }
     println!(
         "  registration:     {}",
-        if config.registration.enabled { "open (XEP-0077)" } else { "closed (admin CLI only)" }
+        if config.registration.enabled {
+            "open (XEP-0077)"
+        } else {
+            "closed (admin CLI only)"
+        }
     );
-    Ok(if problems == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn ctl(path: Option<PathBuf>, words: Vec<String>) -> anyhow::Result<ExitCode> {

@@ -15,13 +15,32 @@ use starling_store::{Store, StoreError};
 /// Every admin command, with its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Register { host: String, password: String },
-    RegisterIdentified { user: String, host: String, password: String },
-    Unregister { user: String, host: String },
-    ChangePassword { user: String, host: String, password: String },
-    RegisteredUsers { host: String },
+    Register {
+        host: String,
+        password: String,
+    },
+    RegisterIdentified {
+        user: String,
+        host: String,
+        password: String,
+    },
+    Unregister {
+        user: String,
+        host: String,
+    },
+    ChangePassword {
+        user: String,
+        host: String,
+        password: String,
+    },
+    RegisteredUsers {
+        host: String,
+    },
     ConnectedUsers,
-    KickSession { jid: String, reason: Option<String> },
+    KickSession {
+        jid: String,
+        reason: Option<String>,
+    },
     Status,
 }
 
@@ -48,7 +67,9 @@ impl Command {
     /// Parses the words after `ctl`.
     pub fn parse(words: &[String]) -> Result<Command, AdminError> {
         let Some((name, args)) = words.split_first() else {
-            return Err(AdminError::Usage(format!("missing command; commands:\n{USAGE}")));
+            return Err(AdminError::Usage(format!(
+                "missing command; commands:\n{USAGE}"
+            )));
         };
         let arity = |n: usize, shape: &str| -> Result<(), AdminError> {
             if args.len() == n {
@@ -64,19 +85,33 @@ impl Command {
         Ok(match name.as_str() {
             "register" => {
                 arity(2, "HOST PASSWORD")?;
-                Command::Register { host: a(0), password: a(1) }
+                Command::Register {
+                    host: a(0),
+                    password: a(1),
+                }
             }
             "register_identified" => {
                 arity(3, "USER HOST PASSWORD")?;
-                Command::RegisterIdentified { user: a(0), host: a(1), password: a(2) }
+                Command::RegisterIdentified {
+                    user: a(0),
+                    host: a(1),
+                    password: a(2),
+                }
             }
             "unregister" => {
                 arity(2, "USER HOST")?;
-                Command::Unregister { user: a(0), host: a(1) }
+                Command::Unregister {
+                    user: a(0),
+                    host: a(1),
+                }
             }
             "change_password" => {
                 arity(3, "USER HOST NEWPASSWORD")?;
-                Command::ChangePassword { user: a(0), host: a(1), password: a(2) }
+                Command::ChangePassword {
+                    user: a(0),
+                    host: a(1),
+                    password: a(2),
+                }
             }
             "registered_users" => {
                 arity(1, "HOST")?;
@@ -114,13 +149,17 @@ impl Command {
         let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
         match self {
             Command::Register { host, password } => w(&["register", host, password]),
-            Command::RegisterIdentified { user, host, password } => {
-                w(&["register_identified", user, host, password])
-            }
+            Command::RegisterIdentified {
+                user,
+                host,
+                password,
+            } => w(&["register_identified", user, host, password]),
             Command::Unregister { user, host } => w(&["unregister", user, host]),
-            Command::ChangePassword { user, host, password } => {
-                w(&["change_password", user, host, password])
-            }
+            Command::ChangePassword {
+                user,
+                host,
+                password,
+            } => w(&["change_password", user, host, password]),
             Command::RegisteredUsers { host } => w(&["registered_users", host]),
             Command::ConnectedUsers => w(&["connected_users"]),
             Command::KickSession { jid, reason } => {
@@ -144,7 +183,10 @@ impl Command {
 /// What the commands act on: the running server, or only its store (server stopped).
 pub enum Target<'a> {
     Running(&'a Arc<Server>),
-    StoreOnly { store: &'a Arc<dyn Store>, hosts: &'a [String] },
+    StoreOnly {
+        store: &'a Arc<dyn Store>,
+        hosts: &'a [String],
+    },
 }
 
 impl Target<'_> {
@@ -183,9 +225,15 @@ pub async fn execute(target: Target<'_>, cmd: Command) -> Result<String, AdminEr
                     other => return other,
                 }
             }
-            Err(AdminError::Failed("could not find a free random user name".into()))
+            Err(AdminError::Failed(
+                "could not find a free random user name".into(),
+            ))
         }
-        Command::RegisterIdentified { user, host, password } => {
+        Command::RegisterIdentified {
+            user,
+            host,
+            password,
+        } => {
             target.check_host(&host)?;
             create(&target, &user, &host, &password).await
         }
@@ -210,7 +258,11 @@ pub async fn execute(target: Target<'_>, cmd: Command) -> Result<String, AdminEr
             }
             Ok(format!("User {jid} successfully unregistered"))
         }
-        Command::ChangePassword { user, host, password } => {
+        Command::ChangePassword {
+            user,
+            host,
+            password,
+        } => {
             target.check_host(&host)?;
             let jid = account_jid(&user, &host)?;
             check_password(&password)?;
@@ -290,9 +342,8 @@ fn running<'a>(target: &'a Target<'_>) -> Result<&'a Arc<Server>, AdminError> {
 }
 
 fn account_jid(user: &str, host: &str) -> Result<Jid, AdminError> {
-    Jid::new(Some(user), host, None).map_err(|e| {
-        AdminError::Failed(format!("{user:?} is not a valid user name: {e}"))
-    })
+    Jid::new(Some(user), host, None)
+        .map_err(|e| AdminError::Failed(format!("{user:?} is not a valid user name: {e}")))
 }
 
 fn check_password(password: &str) -> Result<(), AdminError> {

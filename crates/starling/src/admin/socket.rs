@@ -125,13 +125,18 @@ pub async fn call(path: &Path, cmd: &Command) -> Result<Result<String, AdminErro
     })
     .map_err(|e| ClientError::Io(std::io::Error::other(e)))?;
     req.push('\n');
-    write.write_all(req.as_bytes()).await.map_err(ClientError::Io)?;
+    write
+        .write_all(req.as_bytes())
+        .await
+        .map_err(ClientError::Io)?;
     let mut lines = BufReader::new(read).lines();
     let line = lines
         .next_line()
         .await
         .map_err(ClientError::Io)?
-        .ok_or_else(|| ClientError::Io(std::io::Error::other("the server closed the admin socket")))?;
+        .ok_or_else(|| {
+            ClientError::Io(std::io::Error::other("the server closed the admin socket"))
+        })?;
     let reply: Reply =
         serde_json::from_str(&line).map_err(|e| ClientError::Io(std::io::Error::other(e)))?;
     Ok(if reply.ok {

@@ -1,0 +1,198 @@
+//! Offline message storage (XEP-0160 §3, RFC 6121 §8.5.2.2.1): a chat/normal message no
+//! resource took is stored with a XEP-0203 `<delay/>` stamp, up to
+//! `offline.max_per_user` per account (beyond that the sender gets `service-unavailable`),
+//! and delivered at the next initial presence of a resource with non-negative priority.
+//! Advertises `msgoffline` (XEP-0160 §4).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{SecondsFormat, Utc};
+use starling_core::{Flow, Module, Registrar, Server, StanzaEvent, StanzaHook};
+use starling_xml::{ns, parse_document, Element, Limits};
+use tracing::warn;
+
+use super::{account_of, EVENT_INITIAL_PRESENCE, EVENT_MESSAGE_OFFLINE, PRIORITY_OFFLINE};
+
+pub const NS_DELAY: &str = "urn:xmpp:delay";
+pub const NS_HINTS: &str = "urn:xmpp:hints";
+
+pub struct OfflineModule;
+
+struct Store;
+struct Deliver;
+
+impl Module for OfflineModule {
+    fn name(&self) -> &'static str {
+        "offline"
+    }
+
+    fn register(self: Arc<Self>, reg: &mut Registrar) {
+        reg.hook(EVENT_MESSAGE_OFFLINE, PRIORITY_OFFLINE, Arc::new(Store));
+        reg.hook(EVENT_INITIAL_PRESENCE, PRIORITY_OFFLINE, Arc::new(Deliver));
+        reg.host_feature("msgoffline");
+    }
+}
+
+/// What to do with a message for an account with no resource to take it.
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    Store,
+    /// Nothing worth keeping (a bare chat state, a receipt): dropped without an error, as a
+    /// typing notification to someone offline means nothing (XEP-0160 §3, XEP-0085 §5.5).
+    Drop,
+    /// The sender asked us not to store it (XEP-0334 `<no-store/>`): it is bounced.
+    Refuse,
+}
+
+fn decide(stanza: &Element) -> Decision {
+    if stanza.has_child("no-store", NS_HINTS) {
+        return Decision::Refuse;
+    }
+    let has_content = stanza.has_child("body", ns::CLIENT)
+        || stanza.has_child("subject", ns::CLIENT)
+        || stanza.has_child("store", NS_HINTS);
+    if has_content {
+        Decision::Store
+    } else {
+        Decision::Drop
+    }
+}
+
+/// The XEP-0203 stamp: XEP-0082 UTC date-time ending in `Z`.
+fn delay(host: &str) -> Element {
+    Element::new("delay", NS_DELAY)
+        .with_attr("from", host)
+        .with_attr(
+            "stamp",
+            Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        )
+        .with_text("Offline Storage")
+}
+
+#[async_trait]
+impl StanzaHook for Store {
+    async fn on_stanza(&self, server: &Arc<Server>, ev: &mut StanzaEvent) -> Flow {
+        let account = ev.to.bare();
+        let Some((host, user)) = account_of(&account) else {
+            return Flow::Continue;
+        };
+        match decide(&ev.stanza) {
+            Decision::Store => {}
+            Decision::Drop => return Flow::Handled,
+            Decision::Refuse => return Flow::Continue,
+        }
+        let max = server.config.offline.max_per_user;
+        match server.store.count_offline(host, user).await {
+            // XEP-0160 §3: storage full → the sender is told (service-unavailable).
+            Ok(n) if n >= max => return Flow::Continue,
+            Ok(_) => {}
+            Err(e) => {
+                warn!(%account, error = %e, "offline count failed");
+                return Flow::Continue;
+            }
+        }
+        let mut stored = ev.stanza.clone();
+        // One stamp: ours (an earlier server's delay from another hop stays).
+        stored.retain_children(|c| !(c.is("delay", NS_DELAY) && c.attr("from") == Some(host)));
+        stored.append_child(delay(host));
+        match server
+            .store
+            .push_offline(host, user, &stored.to_xml())
+            .await
+        {
+            Ok(_) => Flow::Handled,
+            Err(e) => {
+                warn!(%account, error = %e, "offline store failed");
+                Flow::Continue
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl StanzaHook for Deliver {
+    /// XEP-0160 §3: stored messages go to the first resource that becomes available with a
+    /// non-negative priority.
+    async fn on_stanza(&self, server: &Arc<Server>, ev: &mut StanzaEvent) -> Flow {
+        let Some(session) = ev.origin.clone() else {
+            return Flow::Continue;
+        };
+        if session.priority() < 0 {
+            return Flow::Continue;
+        }
+        let account = session.jid.bare();
+        let Some((host, user)) = account_of(&account) else {
+            return Flow::Continue;
+        };
+        let stored = match server.store.take_offline(host, user).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(%account, error = %e, "offline messages unreadable");
+                return Flow::Continue;
+            }
+        };
+        // Unreadable ones are kept rather than lost (a parser limit or bug, not the sender's
+        // fault); they stay counted against the quota until an admin looks.
+        let mut keep = Vec::new();
+        let mut rest = stored.into_iter();
+        while let Some(xml) = rest.next() {
+            let stanza = match parse_document(xml.as_bytes(), ns::CLIENT, &Limits::default()) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(%account, error = %e, "unreadable offline message kept");
+                    keep.push(xml);
+                    continue;
+                }
+            };
+            if session.send(stanza).is_err() {
+                // The session went away: keep this one and the rest for next time.
+                keep.push(xml);
+                keep.extend(rest);
+                break;
+            }
+        }
+        for xml in keep {
+            if let Err(e) = server.store.push_offline(host, user, &xml).await {
+                warn!(%account, error = %e, "offline message lost on re-store");
+            }
+        }
+        Flow::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg() -> Element {
+        Element::new("message", ns::CLIENT).with_attr("type", "chat")
+    }
+
+    #[test]
+    fn stores_only_messages_with_content() {
+        let body = msg().with_child(Element::new("body", ns::CLIENT).with_text("hi"));
+        assert_eq!(decide(&body), Decision::Store);
+        let typing = msg().with_child(Element::new(
+            "composing",
+            "http://jabber.org/protocol/chatstates",
+        ));
+        assert_eq!(decide(&typing), Decision::Drop);
+        let hinted = body.clone().with_child(Element::new("no-store", NS_HINTS));
+        assert_eq!(decide(&hinted), Decision::Refuse);
+        let forced = typing.with_child(Element::new("store", NS_HINTS));
+        assert_eq!(decide(&forced), Decision::Store);
+    }
+
+    #[test]
+    fn delay_stamp_is_utc_with_z() {
+        let d = delay("localhost");
+        let stamp = d.attr("stamp").unwrap_or_default();
+        assert!(stamp.ends_with('Z'), "{stamp}");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(stamp).is_ok(),
+            "{stamp}"
+        );
+        assert_eq!(d.attr("from"), Some("localhost"));
+    }
+}

@@ -1,0 +1,367 @@
+//! Presence (RFC 6121 §4): initial presence with probes (§4.2, §4.3.1), subsequent presence
+//! broadcast (§4.4), unavailable presence and session end (§4.5), directed presence (§4.6),
+//! inbound presence and probe answers (§4.3.2, §4.4.3, §8.5.2.1.2, §8.5.3), and the routing
+//! of subscription stanzas to the state machine in `subscription.rs` (§3).
+//!
+//! Hooks: `pre-presence` for what a local client sends, `presence/bare` and `presence/full`
+//! for presence to a local account; the session-closed hook ends a vanished session's
+//! presence. After an initial presence it fires [`super::EVENT_INITIAL_PRESENCE`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use starling_core::{
+    events, Flow, Module, Registrar, Server, SessionEvent, SessionHook, SessionInfo, StanzaEvent,
+    StanzaHook,
+};
+use starling_proto::Jid;
+use starling_store::RosterItem;
+use starling_xml::{ns, Element};
+use tracing::warn;
+
+use super::subscription::{self, has_from, has_to, Kind};
+use super::{
+    account_exists, account_of, available_sessions, deliver_to_available, presence,
+    send_current_presence, AccountLocks, EVENT_INITIAL_PRESENCE, PRIORITY_DELIVERY,
+};
+
+pub struct PresenceModule {
+    locks: Arc<AccountLocks>,
+}
+
+impl PresenceModule {
+    pub(crate) fn new(locks: Arc<AccountLocks>) -> Self {
+        PresenceModule { locks }
+    }
+}
+
+/// Which event a hook instance serves.
+#[derive(Clone, Copy)]
+enum Which {
+    Outbound,
+    ToBare,
+    ToFull,
+}
+
+struct Hook {
+    module: Arc<PresenceModule>,
+    which: Which,
+}
+
+impl Module for PresenceModule {
+    fn name(&self) -> &'static str {
+        "presence"
+    }
+
+    fn register(self: Arc<Self>, reg: &mut Registrar) {
+        for (event, which) in [
+            (events::PRE_PRESENCE, Which::Outbound),
+            (events::PRESENCE_BARE, Which::ToBare),
+            (events::PRESENCE_FULL, Which::ToFull),
+        ] {
+            let hook = Arc::new(Hook {
+                module: self.clone(),
+                which,
+            });
+            reg.hook(event, PRIORITY_DELIVERY, hook);
+        }
+        reg.session_hook(SessionEvent::Closed, PRIORITY_DELIVERY, self);
+    }
+}
+
+#[async_trait]
+impl StanzaHook for Hook {
+    async fn on_stanza(&self, server: &Arc<Server>, ev: &mut StanzaEvent) -> Flow {
+        match self.which {
+            Which::Outbound => self.module.outbound(server, ev).await,
+            Which::ToBare => self.module.inbound(server, ev).await,
+            Which::ToFull => self.module.inbound_full(server, ev).await,
+        }
+    }
+}
+
+#[async_trait]
+impl SessionHook for PresenceModule {
+    /// §4.5: a session that ends without unavailable presence is made unavailable for it.
+    async fn on_session(&self, server: &Arc<Server>, session: &Arc<SessionInfo>) {
+        let unavailable = Element::new("presence", ns::CLIENT)
+            .with_attr("from", session.jid.to_string())
+            .with_attr("type", "unavailable");
+        go_unavailable(server, session, unavailable, false).await;
+    }
+}
+
+impl PresenceModule {
+    /// Presence from a local client.
+    async fn outbound(&self, server: &Arc<Server>, ev: &mut StanzaEvent) -> Flow {
+        let Some(session) = ev.origin.clone() else {
+            return Flow::Continue;
+        };
+        let ty = ev.stanza.attr("type").map(str::to_string);
+        let broadcast = ev.stanza.attr("to").is_none();
+        match ty.as_deref() {
+            None if broadcast => {
+                go_available(server, &session, ev.stanza.clone()).await;
+                Flow::Handled
+            }
+            Some("unavailable") if broadcast => {
+                go_unavailable(server, &session, ev.stanza.clone(), true).await;
+                Flow::Handled
+            }
+            None | Some("unavailable") => {
+                directed(server, &session, &ev.to, ty.is_none()).await;
+                Flow::Continue
+            }
+            Some(t) => match Kind::parse(t) {
+                // A subscription stanza needs a contact; one without 'to' means nothing.
+                Some(_) if broadcast => Flow::Handled,
+                Some(kind) => {
+                    let stanza = ev.stanza.clone();
+                    subscription::outbound(server, &self.locks, &session, &ev.to, kind, stanza)
+                        .await;
+                    Flow::Handled
+                }
+                // Probes and errors are routed as they are.
+                None => Flow::Continue,
+            },
+        }
+    }
+
+    /// Presence to a local bare JID.
+    async fn inbound(&self, server: &Arc<Server>, ev: &mut StanzaEvent) -> Flow {
+        let account = ev.to.bare();
+        let ty = ev.stanza.attr("type").map(str::to_string);
+        let kind = ty.as_deref().and_then(Kind::parse);
+        let probe = ty.as_deref() == Some("probe");
+        if kind.is_some() || probe {
+            if !account_exists(server, &account).await {
+                // §3.1.3 / §4.3.2: there is nobody to subscribe to or to probe; saying so
+                // lets the sender's server clean up its roster.
+                if matches!(kind, Some(Kind::Subscribe)) || probe {
+                    server
+                        .route(presence(&account, &ev.from.bare(), Some("unsubscribed")))
+                        .await;
+                }
+                return Flow::Handled;
+            }
+            if probe {
+                answer_probe(server, &account, &ev.from).await;
+            } else if let Some(kind) = kind {
+                let stanza = ev.stanza.clone();
+                subscription::inbound(server, &self.locks, &account, &ev.from, kind, stanza).await;
+            }
+            return Flow::Handled;
+        }
+        // Available, unavailable and errors: every available resource (§8.5.2.1.2); with
+        // none, the stanza is dropped (presence is never bounced).
+        deliver_to_available(server, &account, &ev.stanza);
+        Flow::Handled
+    }
+
+    /// Presence to a local full JID (§8.5.3).
+    async fn inbound_full(&self, server: &Arc<Server>, ev: &mut StanzaEvent) -> Flow {
+        let ty = ev.stanza.attr("type");
+        if ty.is_some_and(|t| t == "probe" || Kind::parse(t).is_some()) {
+            // Subscriptions and probes concern the account (§3.1.3, §4.3.2).
+            return self.inbound(server, ev).await;
+        }
+        if let Some(s) = server.sessions.get_full(&ev.to) {
+            let _ = s.send(ev.stanza.clone());
+        }
+        Flow::Handled
+    }
+}
+
+/// The account's roster, or an empty one (logged) when the store fails: presence is
+/// best-effort and must not take the session down.
+async fn roster_of(server: &Server, account: &Jid) -> Vec<RosterItem> {
+    let Some((host, user)) = account_of(account) else {
+        return Vec::new();
+    };
+    match server.store.roster(host, user).await {
+        Ok((_, items)) => items,
+        Err(e) => {
+            warn!(%account, error = %e, "roster unreadable; presence not broadcast");
+            Vec::new()
+        }
+    }
+}
+
+/// `<priority/>` (§4.7.2.3): an integer from -128 to 127, 0 when absent or unreadable.
+fn priority_of(stanza: &Element) -> i8 {
+    stanza
+        .child_text("priority", ns::CLIENT)
+        .and_then(|p| p.trim().parse::<i64>().ok())
+        .map_or(0, |p| p.clamp(i8::MIN as i64, i8::MAX as i64) as i8)
+}
+
+/// Initial (§4.2.2) or subsequent (§4.4.2) available presence.
+async fn go_available(server: &Arc<Server>, session: &Arc<SessionInfo>, mut stanza: Element) {
+    let account = session.jid.bare();
+    stanza.remove_attr("to");
+    stanza.set_attr("from", session.jid.to_string());
+    let initial = {
+        let mut p = session.presence.lock();
+        let initial = !p.available;
+        p.available = true;
+        p.priority = priority_of(&stanza);
+        p.last = Some(stanza.clone());
+        initial
+    };
+    let roster = roster_of(server, &account).await;
+    for item in &roster {
+        if has_from(item.subscription) && item.jid != account.to_string() {
+            route_copy(server, &stanza, &item.jid).await;
+        }
+    }
+    // The user's own available resources, the sender included (§4.2.2, §4.4.2).
+    for s in available_sessions(server, &account) {
+        let mut copy = stanza.clone();
+        copy.set_attr("to", s.jid.to_string());
+        let _ = s.send(copy);
+    }
+    if !initial {
+        return;
+    }
+    // §4.3.1: learn the current presence of every contact we are subscribed to.
+    for item in &roster {
+        if has_to(item.subscription) && item.jid != account.to_string() {
+            if let Ok(contact) = Jid::parse(&item.jid) {
+                server
+                    .route(presence(&session.jid, &contact, Some("probe")))
+                    .await;
+            }
+        }
+    }
+    // The new resource learns about the account's other available resources.
+    for other in available_sessions(server, &account) {
+        if Arc::ptr_eq(&other, session) {
+            continue;
+        }
+        if let Some(mut last) = other.presence.lock().last.clone() {
+            last.set_attr("to", session.jid.to_string());
+            let _ = session.send(last);
+        }
+    }
+    subscription::deliver_pending(server, session).await;
+    let mut ev = StanzaEvent {
+        stanza,
+        from: session.jid.clone(),
+        to: account,
+        origin: Some(session.clone()),
+    };
+    server
+        .hooks
+        .fire(EVENT_INITIAL_PRESENCE, server, &mut ev)
+        .await;
+}
+
+/// §4.5.2: unavailable to subscribers (when the session was available), to every entity
+/// that got directed presence, and to the user's own available resources (`echo`: the
+/// sender too, when it is still connected).
+async fn go_unavailable(
+    server: &Arc<Server>,
+    session: &Arc<SessionInfo>,
+    mut stanza: Element,
+    echo: bool,
+) {
+    let account = session.jid.bare();
+    stanza.remove_attr("to");
+    stanza.set_attr("from", session.jid.to_string());
+    let (was_available, directed) = {
+        let mut p = session.presence.lock();
+        let was = p.available;
+        p.available = false;
+        p.last = None;
+        (was, std::mem::take(&mut p.directed))
+    };
+    let mut targets: BTreeSet<String> = directed.iter().map(Jid::to_string).collect();
+    if was_available {
+        for item in roster_of(server, &account).await {
+            if has_from(item.subscription) && item.jid != account.to_string() {
+                targets.insert(item.jid);
+            }
+        }
+    }
+    for t in &targets {
+        route_copy(server, &stanza, t).await;
+    }
+    if was_available {
+        for s in available_sessions(server, &account) {
+            let mut copy = stanza.clone();
+            copy.set_attr("to", s.jid.to_string());
+            let _ = s.send(copy);
+        }
+    }
+    if echo && was_available {
+        let mut copy = stanza;
+        copy.set_attr("to", session.jid.to_string());
+        let _ = session.send(copy);
+    }
+}
+
+/// §4.6.2: remember who got directed available presence (unless it is a subscriber, who
+/// hears about us anyway), forget on directed unavailable. The router delivers it.
+async fn directed(server: &Arc<Server>, session: &Arc<SessionInfo>, to: &Jid, available: bool) {
+    let account = session.jid.bare();
+    if to.bare() == account {
+        return;
+    }
+    if !available {
+        session.presence.lock().directed.remove(to);
+        return;
+    }
+    let subscriber = match account_of(&account) {
+        Some((host, user)) => server
+            .store
+            .roster_item(host, user, &to.bare().to_string())
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|i| has_from(i.subscription)),
+        None => false,
+    };
+    if !subscriber {
+        session.presence.lock().directed.insert(to.clone());
+    }
+}
+
+/// §4.3.2: a subscriber gets the last presence of each available resource, or unavailable
+/// when there is none; anyone else gets `unsubscribed` (which never cancels a
+/// pre-approval on the prober's side).
+async fn answer_probe(server: &Arc<Server>, account: &Jid, prober: &Jid) {
+    let subscribed = match account_of(account) {
+        Some((host, user)) => match server
+            .store
+            .roster_item(host, user, &prober.bare().to_string())
+            .await
+        {
+            Ok(item) => item.is_some_and(|i| has_from(i.subscription)),
+            Err(e) => {
+                // Unknown: say nothing rather than cancel a subscription by mistake.
+                warn!(%account, error = %e, "roster unreadable; probe ignored");
+                return;
+            }
+        },
+        None => false,
+    };
+    if !subscribed {
+        server
+            .route(presence(account, &prober.bare(), Some("unsubscribed")))
+            .await;
+        return;
+    }
+    if send_current_presence(server, account, prober).await == 0 {
+        server
+            .route(presence(account, prober, Some("unavailable")))
+            .await;
+    }
+}
+
+/// Routes a copy of a broadcast presence to one contact.
+async fn route_copy(server: &Arc<Server>, stanza: &Element, to: &str) {
+    let mut copy = stanza.clone();
+    copy.set_attr("to", to);
+    server.route(copy).await;
+}

@@ -1,0 +1,153 @@
+//! XEP-0012 Last Activity: to the server, its uptime (§5); to a local account's bare JID,
+//! answered by the server (§4): 0 while the user has an available resource, else the seconds
+//! since the last logout with the status text of that moment. Only the user and contacts
+//! subscribed to the user's presence may ask; others get `forbidden` (§4, §8).
+//!
+//! At logout (the account's last session closing) we store `"<unix time>\n<status>"` in the
+//! key-value store `last`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use starling_core::{
+    IqHandler, IqRequest, IqResult, IqTarget, Module, Registrar, Server, SessionEvent, SessionHook,
+    SessionInfo,
+};
+use starling_proto::{StanzaError, StanzaErrorCondition};
+use starling_store::Subscription;
+use starling_xml::{ns, Element};
+use tracing::warn;
+
+use super::util::{account_key, ensure_account, store_error, unix_now};
+
+pub const NS_LAST: &str = "jabber:iq:last";
+/// Key-value store holding `"<unix time>\n<status>"` of the last logout.
+pub const STORE: &str = "last";
+
+/// The XEP-0012 module.
+pub struct LastActivity;
+
+impl Module for LastActivity {
+    fn name(&self) -> &'static str {
+        "last"
+    }
+
+    fn register(self: Arc<Self>, reg: &mut Registrar) {
+        reg.host_feature(NS_LAST);
+        reg.account_feature(NS_LAST);
+        reg.iq(
+            false,
+            &[IqTarget::Host, IqTarget::OwnAccount, IqTarget::OtherAccount],
+            "query",
+            NS_LAST,
+            Arc::new(LastHandler),
+        );
+        reg.session_hook(SessionEvent::Closed, 0, Arc::new(RecordLogout));
+    }
+}
+
+fn answer(seconds: u64, status: &str) -> Element {
+    Element::new("query", NS_LAST)
+        .with_attr("seconds", seconds.to_string())
+        .with_text(status)
+}
+
+struct LastHandler;
+
+#[async_trait]
+impl IqHandler for LastHandler {
+    async fn handle_iq(&self, server: &Arc<Server>, req: IqRequest) -> IqResult {
+        if req.target == IqTarget::Host {
+            return Ok(Some(answer(server.started.elapsed().as_secs(), "")));
+        }
+        ensure_account(server, &req).await?;
+        let Some((host, user)) = account_key(&req.to) else {
+            return Err(StanzaError::new(StanzaErrorCondition::ServiceUnavailable));
+        };
+        if req.target == IqTarget::OtherAccount {
+            let item = server
+                .store
+                .roster_item(host, user, &req.from.bare().to_string())
+                .await
+                .map_err(store_error)?;
+            let subscribed = item
+                .is_some_and(|i| matches!(i.subscription, Subscription::From | Subscription::Both));
+            if !subscribed {
+                return Err(StanzaError::new(StanzaErrorCondition::Forbidden));
+            }
+        }
+        if server
+            .sessions
+            .get_bare(&req.to)
+            .iter()
+            .any(|s| s.is_available())
+        {
+            return Ok(Some(answer(0, "")));
+        }
+        let stored = server
+            .store
+            .kv_get(host, user, STORE)
+            .await
+            .map_err(store_error)?;
+        match stored.as_deref().and_then(parse_record) {
+            Some((at, status)) => Ok(Some(answer(unix_now().saturating_sub(at), status))),
+            // Never logged out since we started keeping track: nothing to tell.
+            None => Err(StanzaError::new(StanzaErrorCondition::ItemNotFound)),
+        }
+    }
+}
+
+fn parse_record(value: &str) -> Option<(u64, &str)> {
+    let (at, status) = value.split_once('\n').unwrap_or((value, ""));
+    Some((at.trim().parse().ok()?, status))
+}
+
+/// Records the logout time when an account's last session closes.
+struct RecordLogout;
+
+#[async_trait]
+impl SessionHook for RecordLogout {
+    async fn on_session(&self, server: &Arc<Server>, session: &Arc<SessionInfo>) {
+        let bare = session.jid.bare();
+        if !server.sessions.get_bare(&bare).is_empty() {
+            return; // another resource is still connected: not a logout of the account
+        }
+        let Some((host, user)) = account_key(&bare) else {
+            return;
+        };
+        let status = session
+            .presence
+            .lock()
+            .last
+            .as_ref()
+            .and_then(|p| p.child_text("status", ns::CLIENT))
+            .unwrap_or_default();
+        // A session closed because its account was deleted must not leave data behind.
+        match server.store.account_exists(host, user).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                warn!(error = %e, jid = %bare, "cannot record last activity");
+                return;
+            }
+        }
+        let record = format!("{}\n{}", unix_now(), status);
+        if let Err(e) = server.store.kv_set(host, user, STORE, Some(&record)).await {
+            warn!(error = %e, jid = %bare, "cannot record last activity");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_parse() {
+        assert_eq!(parse_record("12\nGone fishing"), Some((12, "Gone fishing")));
+        assert_eq!(parse_record("12\n"), Some((12, "")));
+        assert_eq!(parse_record("12"), Some((12, "")));
+        assert_eq!(parse_record("x\ny"), None);
+        assert_eq!(parse_record("3\na\nb"), Some((3, "a\nb")));
+    }
+}

@@ -1,0 +1,740 @@
+//! Behaviour of the stream parser and `parse_document` on raw bytes: RFC 6120 §4 (streams),
+//! §11 (XML restrictions, namespaces), RFC 7395 (WebSocket frames), and the resource limits.
+#![allow(clippy::unwrap_used)]
+
+use starling_xml::{
+    ns, parse_document, Element, Limits, Node, StreamEvent, StreamParser, XmlError,
+};
+
+type Outcome = (Vec<StreamEvent>, Option<XmlError>);
+
+const HEADER: &str = "<?xml version='1.0'?><stream:stream to='im.example.com' version='1.0' \
+     xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+
+/// Feeds `chunks` in order, draining events after each, until the first error.
+fn run_chunks(chunks: &[&[u8]], limits: &Limits) -> Outcome {
+    let mut p = StreamParser::new(limits.clone());
+    let mut events = Vec::new();
+    for c in chunks {
+        p.feed(c);
+        loop {
+            match p.next_event() {
+                Ok(Some(e)) => events.push(e),
+                Ok(None) => break,
+                Err(e) => {
+                    // Errors are sticky.
+                    assert_eq!(p.next_event(), Err(e.clone()));
+                    return (events, Some(e));
+                }
+            }
+        }
+    }
+    (events, None)
+}
+
+fn run(input: &[u8]) -> Outcome {
+    run_chunks(&[input], &Limits::default())
+}
+
+/// Tiny deterministic PRNG for chunk sizes (no dependencies).
+fn lcg(state: &mut u64) -> u64 {
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    *state >> 33
+}
+
+/// Every split of `input` gives the same outcome as feeding it whole: at each single split
+/// point, one byte at a time, and a few random chunkings. Returns that outcome.
+fn check_splits_with(input: &[u8], limits: &Limits) -> Outcome {
+    let whole = run_chunks(&[input], limits);
+    for i in 0..=input.len() {
+        let (a, b) = input.split_at(i);
+        assert_eq!(run_chunks(&[a, b], limits), whole, "split at {i}");
+    }
+    let bytes: Vec<&[u8]> = input.chunks(1).collect();
+    assert_eq!(run_chunks(&bytes, limits), whole, "one byte at a time");
+    let mut seed = input.len() as u64;
+    for _ in 0..8 {
+        let mut chunks = Vec::new();
+        let mut rest = input;
+        while !rest.is_empty() {
+            let n = (1 + lcg(&mut seed) as usize % 17).min(rest.len());
+            let (c, r) = rest.split_at(n);
+            chunks.push(c);
+            rest = r;
+        }
+        assert_eq!(run_chunks(&chunks, limits), whole, "random chunks");
+    }
+    whole
+}
+
+fn check_splits(input: &str) -> Outcome {
+    check_splits_with(input.as_bytes(), &Limits::default())
+}
+
+fn stanzas(events: &[StreamEvent]) -> Vec<&Element> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::Stanza(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The error of a stream made of the standard header followed by `body`.
+fn error_after_header(body: &str) -> XmlError {
+    let (_, err) = check_splits(&format!("{HEADER}{body}"));
+    err.unwrap_or_else(|| panic!("no error for {body}"))
+}
+
+fn nwf(e: &XmlError) -> bool {
+    matches!(e, XmlError::NotWellFormed(_))
+}
+
+#[test]
+fn full_client_stream() {
+    let input = "<?xml version='1.0' encoding='utf-8'?>\n\
+        <stream:stream from='juliet@im.example.com' to='im.example.com' version='1.0' \
+        xml:lang='en' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>\n  \
+        <starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\n \
+        <message to='romeo@example.net' type='chat' id='a1'><body>Wherefore art thou, Romeo? \
+        &lt;3 &#x1F600; \u{e9}</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>\
+        <iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+        <resource>balcony</resource></bind></iq> \n</stream:stream>";
+    let (events, err) = check_splits(input);
+    assert_eq!(err, None);
+    let header = Element::new("stream", ns::STREAM)
+        .with_attr("from", "juliet@im.example.com")
+        .with_attr("to", "im.example.com")
+        .with_attr("version", "1.0")
+        .with_attr("xml:lang", "en");
+    let expected = vec![
+        StreamEvent::Open {
+            header,
+            default_ns: ns::CLIENT.into(),
+        },
+        StreamEvent::Stanza(Element::new("starttls", "urn:ietf:params:xml:ns:xmpp-tls")),
+        StreamEvent::Stanza(
+            Element::new("message", ns::CLIENT)
+                .with_attr("to", "romeo@example.net")
+                .with_attr("type", "chat")
+                .with_attr("id", "a1")
+                .with_child(
+                    Element::new("body", ns::CLIENT)
+                        .with_text("Wherefore art thou, Romeo? <3 \u{1F600} \u{e9}"),
+                )
+                .with_child(Element::new(
+                    "active",
+                    "http://jabber.org/protocol/chatstates",
+                )),
+        ),
+        StreamEvent::Stanza(
+            Element::new("iq", ns::CLIENT)
+                .with_attr("type", "set")
+                .with_attr("id", "b1")
+                .with_child(
+                    Element::new("bind", "urn:ietf:params:xml:ns:xmpp-bind").with_child(
+                        Element::new("resource", "urn:ietf:params:xml:ns:xmpp-bind")
+                            .with_text("balcony"),
+                    ),
+                ),
+        ),
+        StreamEvent::Close,
+    ];
+    assert_eq!(events, expected);
+}
+
+#[test]
+fn server_stream_features_and_error() {
+    let input = "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
+        id='abc' version='1.0'><stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+        <mechanism>SCRAM-SHA-1</mechanism></mechanisms></stream:features>\
+        <stream:error><not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>\
+        </stream:stream>";
+    let (events, err) = check_splits(input);
+    assert_eq!(err, None);
+    let StreamEvent::Open { header, default_ns } = &events[0] else {
+        panic!("no open: {events:?}");
+    };
+    assert!(header.is("stream", ns::STREAM));
+    assert_eq!(default_ns, ns::SERVER);
+    assert_eq!(header.attr("id"), Some("abc"));
+    assert_eq!(
+        header.attrs().count(),
+        2,
+        "xmlns declarations are not attributes"
+    );
+    let s = stanzas(&events);
+    assert!(s[0].is("features", ns::STREAM));
+    let mechs = s[0]
+        .get_child("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl")
+        .unwrap();
+    assert_eq!(
+        mechs
+            .child_text("mechanism", "urn:ietf:params:xml:ns:xmpp-sasl")
+            .as_deref(),
+        Some("SCRAM-SHA-1")
+    );
+    assert!(s[1].is("error", ns::STREAM));
+    assert!(s[1].has_child("not-well-formed", "urn:ietf:params:xml:ns:xmpp-streams"));
+    assert_eq!(events.last(), Some(&StreamEvent::Close));
+}
+
+#[test]
+fn namespace_resolution() {
+    let input = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' \
+        xmlns:x='urn:x'><message><x:data a='1' x:b='2' xml:lang='fr'><inner/><y xmlns='urn:y'><z/></y>\
+        <x:more xmlns:x='urn:x2'/><x:again/></x:data></message><foo:bar xmlns:foo='urn:foo'><baz/></foo:bar>\
+        <presence xmlns=''><status/></presence><stream:features/></stream:stream>";
+    let (events, err) = check_splits(input);
+    assert_eq!(err, None);
+    let s = stanzas(&events);
+    assert_eq!(s.len(), 4);
+    let message = s[0];
+    assert!(
+        message.is("message", ns::CLIENT),
+        "the root's default namespace is inherited"
+    );
+    let data = message.first_child().unwrap();
+    assert!(
+        data.is("data", "urn:x"),
+        "a prefix declared on the root is in scope"
+    );
+    assert_eq!(
+        data.attrs().collect::<Vec<_>>(),
+        vec![("a", "1"), ("x:b", "2"), ("xml:lang", "fr")]
+    );
+    let kids: Vec<_> = data.children().collect();
+    assert!(
+        kids[0].is("inner", ns::CLIENT),
+        "a prefixed parent does not change the default"
+    );
+    assert!(kids[1].is("y", "urn:y"));
+    assert!(
+        kids[1].first_child().unwrap().is("z", "urn:y"),
+        "a redeclared default is inherited"
+    );
+    assert!(
+        kids[2].is("more", "urn:x2"),
+        "a prefix redeclared in a child"
+    );
+    assert!(
+        kids[3].is("again", "urn:x"),
+        "the redeclaration went out of scope"
+    );
+    assert!(s[1].is("bar", "urn:foo"));
+    assert!(s[1].first_child().unwrap().is("baz", ns::CLIENT));
+    assert!(s[2].is("presence", ""), "xmlns='' undeclares the default");
+    assert!(s[2].first_child().unwrap().is("status", ""));
+    assert!(s[3].is("features", ns::STREAM));
+}
+
+#[test]
+fn namespace_errors() {
+    for body in [
+        "<foo:bar/>",
+        "<message q:b='1'/>",
+        "<message xmlns:p=''/>",
+        "<message xmlns:xml='urn:not-xml'/>",
+        "<message xmlns:xmlns='urn:x'/>",
+        "<xmlns:message/>",
+        "<a:b:c/>",
+        // The prefix declared on a sibling is out of scope.
+        "<a xmlns:p='urn:p'/><p:b/>",
+    ] {
+        let e = error_after_header(body);
+        assert!(nwf(&e), "{body}: {e:?}");
+    }
+    // No stream: prefix declared at all.
+    let (_, e) = check_splits("<stream:stream xmlns='jabber:client'>");
+    assert!(nwf(&e.unwrap()));
+}
+
+#[test]
+fn entities_and_character_references() {
+    let input = format!(
+        "{HEADER}<message to='a&amp;b&#x40;c' id='&quot;&apos;&lt;&gt;'><body>a &amp; b &lt;&gt; \
+         &quot;&apos; &#65;&#x42;&#0067; &#x10FFFF;</body></message>"
+    );
+    let (events, err) = check_splits(&input);
+    assert_eq!(err, None);
+    let m = stanzas(&events)[0];
+    assert_eq!(m.attr("to"), Some("a&b@c"));
+    assert_eq!(m.attr("id"), Some("\"'<>"));
+    assert_eq!(
+        m.child_text("body", ns::CLIENT).as_deref(),
+        Some("a & b <> \"' ABC \u{10FFFF}")
+    );
+
+    // Quotes of the other kind, `>` and `/` inside values do not end the tag.
+    let (events, err) = check_splits(&format!(
+        "{HEADER}<message id=\"it's\" x='say \"hi\"' y='a>b]]>/'/>"
+    ));
+    assert_eq!(err, None);
+    let m = stanzas(&events)[0];
+    assert_eq!(
+        m.attrs().collect::<Vec<_>>(),
+        vec![("id", "it's"), ("x", "say \"hi\""), ("y", "a>b]]>/")]
+    );
+
+    for body in [
+        "<message><body>&nbsp;</body></message>",
+        "<message><body>&amp</body></message>",
+        "<message><body>&#0;</body></message>",
+        "<message><body>&#1;</body></message>",
+        "<message><body>&#xD800;</body></message>",
+        "<message><body>&#x110000;</body></message>",
+        "<message><body>&#xFFFE;</body></message>",
+        "<message><body>a & b</body></message>",
+        "<message id='&foo;'/>",
+        "<message id='a&b'/>",
+    ] {
+        let e = error_after_header(body);
+        assert!(nwf(&e), "{body}: {e:?}");
+    }
+}
+
+#[test]
+fn cdata_sections_are_text() {
+    let input = format!(
+        "{HEADER}<message><body>x <![CDATA[<not a tag> & ]] ]]]]><![CDATA[> ]]>y</body></message>"
+    );
+    let (events, err) = check_splits(&input);
+    assert_eq!(err, None);
+    let body = stanzas(&events)[0].first_child().unwrap();
+    assert_eq!(
+        body.nodes(),
+        &[Node::Text("x <not a tag> & ]] ]]> y".into())]
+    );
+    // Not between stanzas, and `]]>` is not allowed in plain text.
+    assert!(nwf(&error_after_header("<![CDATA[x]]>")));
+    assert!(nwf(&error_after_header(
+        "<message><body>a]]>b</body></message>"
+    )));
+}
+
+#[test]
+fn restricted_xml_is_rejected() {
+    let restricted = |input: &str| {
+        let (_, e) = check_splits(input);
+        match e {
+            Some(XmlError::Restricted(_)) => {}
+            other => panic!("{input}: expected Restricted, got {other:?}"),
+        }
+    };
+    restricted("<!DOCTYPE stream><stream:stream>");
+    restricted("<?xml version='1.0'?><!DOCTYPE stream [<!ENTITY x 'y'>]><stream:stream>");
+    restricted("<!ENTITY x 'y'>");
+    restricted("<?xml-stylesheet href='a'?><stream:stream>");
+    restricted(" <?xml version='1.0'?><stream:stream>");
+    restricted("<!-- hi --><stream:stream>");
+    restricted(&format!("{HEADER}<!-- keepalive? -->"));
+    restricted(&format!("{HEADER}<message><!-- x --></message>"));
+    restricted(&format!("{HEADER}<message><?php echo 1 ?></message>"));
+    restricted(&format!("{HEADER}<?xml version='1.0'?>"));
+    restricted(&format!("{HEADER}<message><![INCLUDE[x]]></message>"));
+    restricted(&format!("{HEADER}<!ATTLIST a b CDATA #IMPLIED>"));
+    // An undefined entity is a well-formedness error (no DTD can define it).
+    assert!(nwf(&error_after_header(
+        "<message><body>&xxe;</body></message>"
+    )));
+}
+
+#[test]
+fn xml_declaration_variants() {
+    for decl in [
+        "",
+        "<?xml version='1.0'?>",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone='yes' ?>",
+        "\u{FEFF}<?xml version='1.0'?>",
+        "\u{FEFF}",
+    ] {
+        let (events, err) = check_splits(&format!(
+            "{decl}\n<stream:stream xmlns:stream='http://etherx.jabber.org/streams'/>"
+        ));
+        assert_eq!(err, None, "{decl}");
+        assert_eq!(events.len(), 2, "a self-closing root gives Open then Close");
+        assert_eq!(events[1], StreamEvent::Close);
+    }
+    for decl in [
+        "<?xml encoding='UTF-8'?>",
+        "<?xml version='1.0' encoding='ISO-8859-1'?>",
+        "<?xml version='1.0' encoding='UTF-16'?>",
+        "<?xml version='1.0' standalone='yes' encoding='UTF-8'?>",
+        "<?xml?>",
+    ] {
+        let (_, err) = check_splits(&format!("{decl}<stream:stream xmlns='jabber:client'>"));
+        assert!(nwf(&err.expect(decl)), "{decl}");
+    }
+}
+
+#[test]
+fn whitespace_keepalives_are_ignored() {
+    let input = format!("{HEADER} \n\t \r\n<presence/>  \n \n<presence/>\n\n");
+    let (events, err) = check_splits(&input);
+    assert_eq!(err, None);
+    assert_eq!(events.len(), 3);
+    assert!(nwf(&error_after_header(" hello ")));
+    assert!(nwf(&error_after_header("&amp;")));
+}
+
+#[test]
+fn mismatched_and_malformed_tags() {
+    for body in [
+        "<message><body></message>",
+        "<message></body>",
+        "<message></stream:stream>",
+        "</stream>",
+        "<message to='a' to='b'/>",
+        "<message xmlns='a' xmlns='b'/>",
+        "<message to=a/>",
+        "<message to='a'id='b'/>",
+        "<message to/>",
+        "<message <body/>",
+        "<message to='<'/>",
+        "< message/>",
+        "<1message/>",
+        "<message / >",
+    ] {
+        let e = error_after_header(body);
+        assert!(nwf(&e), "{body}: {e:?}");
+    }
+    let (_, e) = check_splits("</stream:stream>");
+    assert!(nwf(&e.unwrap()));
+    let (_, e) = check_splits("hello");
+    assert!(nwf(&e.unwrap()));
+    // White space before `>` in an end tag is fine.
+    let (events, err) = check_splits(&format!(
+        "{HEADER}<message ><body >x</body \n></message\t></stream:stream >"
+    ));
+    assert_eq!(err, None);
+    assert_eq!(events.len(), 3);
+}
+
+#[test]
+fn invalid_utf8_and_characters() {
+    for bad in [
+        &b"<message><body>\xFF</body></message>"[..],
+        b"<message><body>\xC3</body></message>",
+        b"<message><body>\xC0\x80</body></message>",
+        b"<message><body>\xED\xA0\x80</body></message>",
+        b"<message to='\xE9'/>",
+        b"<m\xE9ssage/>",
+        b"<message><body>a\x01b</body></message>",
+        b"<message><body>\x1b[31m</body></message>",
+        b"<message to='\x00'/>",
+        b"<message><body>\xEF\xBF\xBF</body></message>",
+        b"<message><body><![CDATA[\x08]]></body></message>",
+    ] {
+        let mut input = HEADER.as_bytes().to_vec();
+        input.extend_from_slice(bad);
+        let (_, e) = check_splits_with(&input, &Limits::default());
+        let e = e.expect("an error");
+        assert!(nwf(&e), "{}: {e:?}", String::from_utf8_lossy(bad));
+    }
+    // Multi-byte characters split anywhere are reassembled (check_splits covers every split).
+    let (events, err) = check_splits(&format!(
+        "{HEADER}<message to='\u{1F600}\u{e9}'><body>\u{4E2D}\u{1F600}</body></message>"
+    ));
+    assert_eq!(err, None);
+    let m = stanzas(&events)[0];
+    assert_eq!(m.attr("to"), Some("\u{1F600}\u{e9}"));
+    assert_eq!(
+        m.child_text("body", ns::CLIENT).as_deref(),
+        Some("\u{4E2D}\u{1F600}")
+    );
+}
+
+#[test]
+fn line_ends_and_attribute_white_space_are_normalized() {
+    let (events, err) = check_splits(&format!(
+        "{HEADER}<message id='a\r\nb\tc'><body>x\r\ny\rz&#13;</body></message>"
+    ));
+    assert_eq!(err, None);
+    let m = stanzas(&events)[0];
+    assert_eq!(m.attr("id"), Some("a b c"));
+    assert_eq!(
+        m.child_text("body", ns::CLIENT).as_deref(),
+        Some("x\ny\nz\r")
+    );
+}
+
+#[test]
+fn stanza_size_limit_triggers_before_the_stanza_ends() {
+    let limits = Limits {
+        max_stanza_bytes: 1024,
+        ..Limits::default()
+    };
+    // Streaming body text: the error comes once the stanza passes the limit, long before it
+    // would end.
+    let mut p = StreamParser::new(limits.clone());
+    p.feed(HEADER.as_bytes());
+    assert!(matches!(p.next_event(), Ok(Some(StreamEvent::Open { .. }))));
+    p.feed(b"<message><body>");
+    assert_eq!(p.next_event(), Ok(None));
+    let mut fed = 15;
+    let err = loop {
+        p.feed(&[b'a'; 100]);
+        fed += 100;
+        match p.next_event() {
+            Ok(None) => assert!(fed <= 1024, "still buffering at {fed} bytes"),
+            Ok(Some(e)) => panic!("unexpected {e:?}"),
+            Err(e) => break e,
+        }
+        assert!(p.buffered_bytes() <= 1024);
+    };
+    assert!(matches!(err, XmlError::LimitExceeded(_)), "{err:?}");
+    assert!(fed <= 1024 + 100);
+
+    // An unterminated start tag (no text to consume) is caught too.
+    let mut p = StreamParser::new(limits.clone());
+    p.feed(HEADER.as_bytes());
+    p.feed(b"<message to='");
+    assert!(matches!(p.next_event(), Ok(Some(StreamEvent::Open { .. }))));
+    assert_eq!(p.next_event(), Ok(None));
+    p.feed(&[b'x'; 1100]);
+    assert!(matches!(p.next_event(), Err(XmlError::LimitExceeded(_))));
+
+    // Exactly at the limit is fine; one byte more is not; the limit is per stanza.
+    let stanza = |n: usize| format!("<message><body>{}</body></message>", "b".repeat(n - 32));
+    assert_eq!(stanza(1024).len(), 1024);
+    let (events, err) = check_splits_with(
+        format!("{HEADER}{}{}", stanza(1024), stanza(1024)).as_bytes(),
+        &limits,
+    );
+    assert_eq!((events.len(), err), (3, None));
+    let (events, err) = check_splits_with(
+        format!("{HEADER}{}{}", stanza(1024), stanza(1025)).as_bytes(),
+        &limits,
+    );
+    assert_eq!(events.len(), 2);
+    assert!(matches!(err, Some(XmlError::LimitExceeded(_))));
+
+    // The stream header is capped as well.
+    let mut p = StreamParser::new(limits);
+    p.feed(b"<stream:stream to='");
+    p.feed(&vec![b'x'; 20 * 1024]);
+    assert!(matches!(p.next_event(), Err(XmlError::LimitExceeded(_))));
+}
+
+#[test]
+fn depth_and_attribute_limits() {
+    let limits = Limits {
+        max_depth: 4,
+        max_attrs: 3,
+        ..Limits::default()
+    };
+    const HEADER: &str =
+        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+    let ok = format!("{HEADER}<a><b><c><d/></c></b></a><a x='1' y='2' xmlns:p='urn:p'/>");
+    let (events, err) = check_splits_with(ok.as_bytes(), &limits);
+    assert_eq!((events.len(), err), (3, None));
+    let deep = format!("{HEADER}<a><b><c><d><e/></d></c></b></a>");
+    let (_, err) = check_splits_with(deep.as_bytes(), &limits);
+    assert!(matches!(err, Some(XmlError::LimitExceeded(_))), "{err:?}");
+    let many = format!("{HEADER}<a x='1' y='2' z='3' w='4'/>");
+    let (_, err) = check_splits_with(many.as_bytes(), &limits);
+    assert!(matches!(err, Some(XmlError::LimitExceeded(_))), "{err:?}");
+}
+
+#[test]
+fn buffered_bytes_drop_after_each_stanza() {
+    let mut p = StreamParser::new(Limits::default());
+    p.feed(HEADER.as_bytes());
+    assert_eq!(p.buffered_bytes(), HEADER.len());
+    assert!(matches!(p.next_event(), Ok(Some(StreamEvent::Open { .. }))));
+    assert_eq!(p.buffered_bytes(), 0);
+    let big = format!("<message><body>{}</body></message>", "z".repeat(10_000));
+    p.feed(&big.as_bytes()[..5_000]);
+    assert_eq!(p.next_event(), Ok(None));
+    assert_eq!(
+        p.buffered_bytes(),
+        5_000,
+        "the partial stanza is accounted for"
+    );
+    p.feed(&big.as_bytes()[5_000..]);
+    p.feed(b"<presence");
+    assert!(matches!(p.next_event(), Ok(Some(StreamEvent::Stanza(_)))));
+    assert_eq!(p.buffered_bytes(), "<presence".len());
+    assert_eq!(p.next_event(), Ok(None));
+    p.shrink();
+    assert_eq!(p.buffered_bytes(), "<presence".len());
+    p.feed(b"/>");
+    assert!(matches!(p.next_event(), Ok(Some(StreamEvent::Stanza(_)))));
+    assert_eq!(p.buffered_bytes(), 0);
+    p.shrink();
+    assert_eq!(p.next_event(), Ok(None));
+}
+
+#[test]
+fn big_stanza_fed_one_byte_at_a_time() {
+    // Quadratic rescanning would make this test take minutes.
+    let n = 100_000;
+    let input = format!(
+        "{HEADER}<message id='{}'><body>{}</body></message>",
+        "i".repeat(n),
+        "t\u{e9}".repeat(n / 3)
+    );
+    let mut p = StreamParser::new(Limits::default());
+    let mut got = 0;
+    for b in input.as_bytes().chunks(1) {
+        p.feed(b);
+        while let Some(ev) = p.next_event().expect("valid") {
+            got += 1;
+            if let StreamEvent::Stanza(m) = ev {
+                assert_eq!(m.attr("id").map(str::len), Some(n));
+            }
+        }
+    }
+    assert_eq!(got, 2);
+}
+
+#[test]
+fn close_and_after() {
+    let (events, err) = check_splits(&format!("{HEADER}<presence/></stream:stream>garbage<<<"));
+    assert_eq!(err, None, "input after the close is ignored");
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[2], StreamEvent::Close);
+}
+
+#[test]
+fn stream_restart_with_reset() {
+    let mut p = StreamParser::new(Limits::default());
+    p.feed(
+        format!("{HEADER}<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>{HEADER}<iq/>")
+            .as_bytes(),
+    );
+    assert!(matches!(p.next_event(), Ok(Some(StreamEvent::Open { .. }))));
+    assert!(matches!(p.next_event(), Ok(Some(StreamEvent::Stanza(_)))));
+    p.reset();
+    assert!(matches!(p.next_event(), Ok(Some(StreamEvent::Open { .. }))));
+    let Ok(Some(StreamEvent::Stanza(iq))) = p.next_event() else {
+        panic!("no iq");
+    };
+    assert!(iq.is("iq", ns::CLIENT));
+}
+
+#[test]
+fn round_trip_through_the_serializer() {
+    let input = format!(
+        "{HEADER}<message to='r@e.net/x' type='chat' xml:lang='en'><body>a &amp; b &lt; c &gt; 'q' \"d\" \u{1F600}</body>\
+         <html xmlns='http://jabber.org/protocol/xhtml-im'><body xmlns='http://www.w3.org/1999/xhtml'>\
+         <p style='a:b'>x<br/>y</p></body></html><x xmlns:p='urn:p'><p:y a='&apos;&quot;'/></x></message>\
+         <iq type='result' id='r'><query xmlns='jabber:iq:roster'><item jid='a@b' name='A &amp; B'>\
+         <group>G</group></item></query></iq>\
+         <stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>"
+    );
+    let (events, err) = check_splits(&input);
+    assert_eq!(err, None);
+    let s = stanzas(&events);
+    assert_eq!(s.len(), 3);
+    for el in s {
+        let xml = el.to_xml();
+        let again = parse_document(xml.as_bytes(), "", &Limits::default()).expect(&xml);
+        assert_eq!(&again, el, "{xml}");
+        // And as stanza bytes inside a stream.
+        let mut wrapped = String::from(HEADER);
+        el.write_to(&mut wrapped, ns::CLIENT);
+        let (evs, err) = run(wrapped.as_bytes());
+        assert_eq!(err, None);
+        assert_eq!(stanzas(&evs), vec![el]);
+    }
+}
+
+#[test]
+fn websocket_frames() {
+    let limits = Limits::default();
+    let open = parse_document(
+        b"<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>",
+        ns::CLIENT,
+        &limits,
+    )
+    .unwrap();
+    assert_eq!(
+        open,
+        Element::new("open", ns::FRAMING)
+            .with_attr("to", "localhost")
+            .with_attr("version", "1.0")
+    );
+    let msg = parse_document(
+        b"\n<message to='a@b' type='chat'><body>hi &amp; bye</body></message>\r\n ",
+        ns::CLIENT,
+        &limits,
+    )
+    .unwrap();
+    assert!(msg.is("message", ns::CLIENT));
+    assert_eq!(
+        msg.child_text("body", ns::CLIENT).as_deref(),
+        Some("hi & bye")
+    );
+    let explicit =
+        parse_document(b"<message xmlns='jabber:server'/>", ns::CLIENT, &limits).unwrap();
+    assert!(explicit.is("message", ns::SERVER));
+    let features = parse_document(
+        b"<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>",
+        ns::CLIENT,
+        &limits,
+    )
+    .unwrap();
+    assert!(features.is("features", ns::STREAM));
+    let with_decl = parse_document(
+        b"<?xml version='1.0'?><close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>",
+        ns::CLIENT,
+        &limits,
+    )
+    .unwrap();
+    assert!(with_decl.is("close", ns::FRAMING));
+
+    for bad in [
+        &b""[..],
+        b"   ",
+        b"<message>",
+        b"<message/",
+        b"<message/><message/>",
+        b"<message/>trailing",
+        b"<message></message>&amp;",
+        b"<message><body>hi</body>",
+        b"<message/>\xC3",
+        b"</message>",
+        b"<stream:features/>",
+    ] {
+        let e = parse_document(bad, ns::CLIENT, &limits).unwrap_err();
+        assert!(nwf(&e), "{}: {e:?}", String::from_utf8_lossy(bad));
+    }
+    for bad in [
+        &b"<!-- x --><message/>"[..],
+        b"<message/><!-- x -->",
+        b"<!DOCTYPE message><message/>",
+        b"<message><?pi?></message>",
+    ] {
+        let e = parse_document(bad, ns::CLIENT, &limits).unwrap_err();
+        assert!(
+            matches!(e, XmlError::Restricted(_)),
+            "{}: {e:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    let small = Limits {
+        max_stanza_bytes: 20,
+        ..Limits::default()
+    };
+    assert!(matches!(
+        parse_document(
+            b"<message><body>1234567890</body></message>",
+            ns::CLIENT,
+            &small
+        ),
+        Err(XmlError::LimitExceeded(_))
+    ));
+    let shallow = Limits {
+        max_depth: 1,
+        ..Limits::default()
+    };
+    assert!(parse_document(b"<message/>", ns::CLIENT, &shallow).is_ok());
+    assert!(matches!(
+        parse_document(b"<message><body/></message>", ns::CLIENT, &shallow),
+        Err(XmlError::LimitExceeded(_))
+    ));
+}
