@@ -106,7 +106,7 @@ async fn unavailable_on_disconnect_and_on_request() {
 async fn directed_presence_is_remembered_and_ended() {
     let s = server(&[JULIET, NURSE]).await;
     let mut nurse = online(&s, N_FULL).await;
-    let mut juliet = online(&s, J_FULL).await;
+    let juliet = online(&s, J_FULL).await;
     // §4.6: presence to a non-contact is delivered and remembered.
     juliet
         .send(presence().with_attr("to", NURSE))

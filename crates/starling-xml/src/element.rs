@@ -313,6 +313,8 @@ pub fn escape_text(s: &str, out: &mut String) {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
+            // A raw CR would be normalized to LF by the reader (XML 1.0 §2.11).
+            '\r' => out.push_str("&#13;"),
             _ => out.push(c),
         }
     }
@@ -327,6 +329,10 @@ pub fn escape_attr(s: &str, out: &mut String) {
             '>' => out.push_str("&gt;"),
             '\'' => out.push_str("&apos;"),
             '"' => out.push_str("&quot;"),
+            // Attribute-value normalization (XML 1.0 §3.3.3) would turn these into spaces.
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
             _ => out.push(c),
         }
     }

@@ -13,7 +13,7 @@
 //!   a peer cannot make us hold more than the limit; depth and attribute counts are checked per
 //!   element; the prolog and stream header together are capped at 16 KiB.
 //!
-//! Both entry points share one tokenizer ([`reader`]), which keeps its scan position across
+//! Both entry points share one tokenizer (`reader.rs`), which keeps its scan position across
 //! feeds and consumes input token by token.
 
 mod chars;

@@ -738,3 +738,64 @@ fn websocket_frames() {
         Err(XmlError::LimitExceeded(_))
     ));
 }
+
+#[test]
+fn mutated_streams_never_panic_and_split_consistently() {
+    // A poor man's fuzzer: corrupt a valid stream in many small ways; whatever the outcome,
+    // it must not panic and must not depend on how the bytes were split.
+    let base = format!(
+        "{HEADER}<message to='a&amp;b' id=\"x\"><body>hi &#x41; <![CDATA[c]]> \u{e9}\u{1F600}</body>\
+         <x xmlns='urn:x' xmlns:p='urn:p'><p:y p:a='1'/></x></message>\r\n<presence/></stream:stream>"
+    );
+    let specials: &[u8] = b"<>&;'\"/!?[]-=: \r\n#x\xC3\xA9\xFF\x00";
+    let mut seed = 42u64;
+    for _ in 0..400 {
+        let mut input = base.as_bytes().to_vec();
+        for _ in 0..1 + lcg(&mut seed) % 3 {
+            let at = lcg(&mut seed) as usize % input.len();
+            let b = specials[lcg(&mut seed) as usize % specials.len()];
+            match lcg(&mut seed) % 3 {
+                0 => input[at] = b,
+                1 => input.insert(at, b),
+                _ => {
+                    input.remove(at);
+                }
+            }
+        }
+        let limits = Limits::default();
+        let whole = run_chunks(&[&input], &limits);
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(
+            run_chunks(&bytes, &limits),
+            whole,
+            "{}",
+            String::from_utf8_lossy(&input)
+        );
+        let mut rest = &input[..];
+        let mut chunks = Vec::new();
+        while !rest.is_empty() {
+            let (c, r) = rest.split_at((1 + lcg(&mut seed) as usize % 29).min(rest.len()));
+            chunks.push(c);
+            rest = r;
+        }
+        assert_eq!(
+            run_chunks(&chunks, &limits),
+            whole,
+            "{}",
+            String::from_utf8_lossy(&input)
+        );
+        // The same bytes as a document must not panic either.
+        let _ = parse_document(&input[HEADER.len().min(input.len())..], ns::CLIENT, &limits);
+    }
+}
+
+#[test]
+fn whitespace_in_attributes_and_cr_in_text_survive_a_round_trip() {
+    let el = starling_xml::Element::new("message", "jabber:client")
+        .with_attr("id", "a\tb\nc\rd")
+        .with_text("line1\r\nline2");
+    let xml = el.to_xml();
+    let back = starling_xml::parse_document(xml.as_bytes(), "jabber:client", &Default::default())
+        .expect("parses");
+    assert_eq!(back, el);
+}

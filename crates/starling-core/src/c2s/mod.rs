@@ -46,6 +46,10 @@ impl End {
 
 pub(crate) fn xml_error(e: &XmlError) -> StreamError {
     match e {
+        // RFC 6120 §11.6: only UTF-8 is allowed.
+        XmlError::NotWellFormed(t) if t.starts_with("unsupported encoding") => {
+            StreamError::new(StreamErrorCondition::UnsupportedEncoding).with_text(t.clone())
+        }
         XmlError::NotWellFormed(t) => {
             StreamError::new(StreamErrorCondition::NotWellFormed).with_text(t.clone())
         }

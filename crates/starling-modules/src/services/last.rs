@@ -4,14 +4,16 @@
 //! subscribed to the user's presence may ask; others get `forbidden` (§4, §8).
 //!
 //! At logout (the account's last session closing) we store `"<unix time>\n<status>"` in the
-//! key-value store `last`.
+//! key-value store `last`; the status is that of the session's last broadcast unavailable
+//! presence, remembered as it passes (the presence module forgets it).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use starling_core::{
-    IqHandler, IqRequest, IqResult, IqTarget, Module, Registrar, Server, SessionEvent, SessionHook,
-    SessionInfo,
+    events, Flow, IqHandler, IqRequest, IqResult, IqTarget, Module, Registrar, Server,
+    SessionEvent, SessionHook, SessionInfo, StanzaEvent, StanzaHook,
 };
 use starling_proto::{StanzaError, StanzaErrorCondition};
 use starling_store::Subscription;
@@ -24,8 +26,15 @@ pub const NS_LAST: &str = "jabber:iq:last";
 /// Key-value store holding `"<unix time>\n<status>"` of the last logout.
 pub const STORE: &str = "last";
 
+/// Runs before the presence module, which ends the chain for broadcast presence.
+const PRESENCE_HOOK_PRIORITY: i32 = 10;
+
 /// The XEP-0012 module.
-pub struct LastActivity;
+#[derive(Default)]
+pub struct LastActivity {
+    /// Status text of the unavailable presence each session last broadcast.
+    statuses: Arc<Mutex<HashMap<u64, String>>>,
+}
 
 impl Module for LastActivity {
     fn name(&self) -> &'static str {
@@ -42,7 +51,16 @@ impl Module for LastActivity {
             NS_LAST,
             Arc::new(LastHandler),
         );
-        reg.session_hook(SessionEvent::Closed, 0, Arc::new(RecordLogout));
+        reg.hook(
+            events::PRE_PRESENCE,
+            PRESENCE_HOOK_PRIORITY,
+            Arc::new(NoteStatus(self.statuses.clone())),
+        );
+        reg.session_hook(
+            SessionEvent::Closed,
+            0,
+            Arc::new(RecordLogout(self.statuses.clone())),
+        );
     }
 }
 
@@ -102,12 +120,46 @@ fn parse_record(value: &str) -> Option<(u64, &str)> {
     Some((at.trim().parse().ok()?, status))
 }
 
+/// Remembers the status of a session's broadcast unavailable presence (forgets it when the
+/// session becomes available again).
+struct NoteStatus(Arc<Mutex<HashMap<u64, String>>>);
+
+#[async_trait]
+impl StanzaHook for NoteStatus {
+    async fn on_stanza(&self, _server: &Arc<Server>, ev: &mut StanzaEvent) -> Flow {
+        let (Some(origin), None) = (&ev.origin, ev.stanza.attr("to")) else {
+            return Flow::Continue;
+        };
+        let mut statuses = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match ev.stanza.attr("type") {
+            Some("unavailable") => {
+                let status = ev
+                    .stanza
+                    .child_text("status", ns::CLIENT)
+                    .unwrap_or_default();
+                statuses.insert(origin.id, status);
+            }
+            None => {
+                statuses.remove(&origin.id);
+            }
+            _ => {}
+        }
+        Flow::Continue
+    }
+}
+
 /// Records the logout time when an account's last session closes.
-struct RecordLogout;
+struct RecordLogout(Arc<Mutex<HashMap<u64, String>>>);
 
 #[async_trait]
 impl SessionHook for RecordLogout {
     async fn on_session(&self, server: &Arc<Server>, session: &Arc<SessionInfo>) {
+        let status = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&session.id)
+            .unwrap_or_default();
         let bare = session.jid.bare();
         if !server.sessions.get_bare(&bare).is_empty() {
             return; // another resource is still connected: not a logout of the account
@@ -115,13 +167,6 @@ impl SessionHook for RecordLogout {
         let Some((host, user)) = account_key(&bare) else {
             return;
         };
-        let status = session
-            .presence
-            .lock()
-            .last
-            .as_ref()
-            .and_then(|p| p.child_text("status", ns::CLIENT))
-            .unwrap_or_default();
         // A session closed because its account was deleted must not leave data behind.
         match server.store.account_exists(host, user).await {
             Ok(true) => {}

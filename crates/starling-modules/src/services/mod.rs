@@ -27,7 +27,7 @@ pub fn modules() -> Vec<Arc<dyn Module>> {
         Arc::new(ping::Ping),
         Arc::new(version::Version),
         Arc::new(time::Time),
-        Arc::new(last::LastActivity),
+        Arc::new(last::LastActivity::default()),
         Arc::new(vcard::VCard),
         Arc::new(private::PrivateStorage),
         Arc::new(blocking::Blocking::default()),
