@@ -84,14 +84,15 @@ impl Server {
             // RFC 6120 §10.3.1: a message to the server itself that no module wants is dropped.
             Addressing::Host => {}
             Addressing::Full => {
-                if let Some(s) = self.sessions.get_full(&ev.to) {
-                    if s.send(ev.stanza).is_ok() {
-                        return;
-                    }
-                    return;
-                }
+                let stanza = match self.sessions.get_full(&ev.to) {
+                    Some(s) => match s.send(ev.stanza) {
+                        Ok(()) => return,
+                        Err(e) => e.into_stanza(),
+                    },
+                    None => ev.stanza,
+                };
                 self.bounce(
-                    &ev.stanza,
+                    &stanza,
                     StanzaError::new(StanzaErrorCondition::ServiceUnavailable),
                 )
                 .await;

@@ -221,3 +221,18 @@ async fn priority_is_parsed_and_clamped() {
     .await;
     assert_eq!(c.session.priority(), 0);
 }
+
+#[tokio::test]
+async fn replaced_session_does_not_mark_its_successor_unavailable() {
+    let s = server(&[JULIET, ROMEO]).await;
+    befriend(&s, JULIET, ROMEO).await;
+    let mut romeo = online(&s, R_FULL).await;
+    let old = online(&s, J_FULL).await;
+    expect_presence(&mut romeo, J_FULL, None).await;
+    // The same full JID binds again (conflict): the newer session wins and goes online.
+    let _new = online(&s, J_FULL).await;
+    expect_presence(&mut romeo, J_FULL, None).await;
+    // The old session's end comes late: Romeo must not see Juliet go away.
+    old.disconnect().await;
+    romeo.expect_silence().await;
+}

@@ -62,6 +62,8 @@ pub struct TcpTransport {
     /// Bytes of `write_buf` already written (keeps `flush` cancel-safe).
     written: usize,
     direct: bool,
+    /// Our closing tag is queued: the next flush ends the connection cleanly.
+    closing: bool,
     peer: Option<SocketAddr>,
     sni: Option<String>,
     bindings: ChannelBindings,
@@ -83,6 +85,7 @@ impl TcpTransport {
             write_buf: String::new(),
             written: 0,
             direct: false,
+            closing: false,
             peer,
             sni: None,
             bindings: ChannelBindings::default(),
@@ -223,6 +226,7 @@ impl Transport for TcpTransport {
 
     fn send_close(&mut self) {
         self.write_buf.push_str("</stream:stream>");
+        self.closing = true;
     }
 
     /// Cancel-safe: progress is remembered in `written`, so a retried flush never repeats or
@@ -249,6 +253,15 @@ impl Transport for TcpTransport {
         self.write_buf.clear();
         if self.write_buf.capacity() > KEEP_WRITE_CAPACITY {
             self.write_buf = String::new();
+        }
+        if self.closing {
+            // After our closing tag, end TLS with close_notify (RFC 8446 §6.1) and half-close
+            // TCP, so the peer can tell a finished stream from a truncated one.
+            match &mut self.stream {
+                Stream::Plain(s) => s.shutdown().await?,
+                Stream::Tls(s) => s.shutdown().await?,
+                Stream::Gone => {}
+            }
         }
         Ok(())
     }

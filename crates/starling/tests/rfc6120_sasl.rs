@@ -261,3 +261,107 @@ async fn s6_4_6_restart_after_success_offers_bind_not_sasl() {
     assert!(f.has_child("bind", NS_BIND), "{f}");
     assert!(!f.has_child("mechanisms", NS_SASL), "{f}");
 }
+
+/// §6.4.2 / §6.5.2: an `<auth/>` payload that is not base64 is incorrect-encoding.
+#[tokio::test]
+async fn s6_5_2_bad_base64_is_incorrect_encoding() {
+    let srv = server_with_alice().await;
+    let mut c = srv.connect().await;
+    c.negotiate_tls().await;
+    c.send_raw(&format!(
+        "<auth xmlns='{NS_SASL}' mechanism='PLAIN'>not*base64!</auth>"
+    ))
+    .await;
+    let f = c.expect("failure", NS_SASL).await;
+    assert!(f.has_child("incorrect-encoding", NS_SASL), "{f}");
+}
+
+/// RFC 5802 §5.1: ',' and '=' in a user name travel as "=2C" and "=3D"; the server must
+/// undo that (RFC 7622 allows both characters in a localpart).
+#[tokio::test]
+async fn rfc5802_saslname_escaping() {
+    let srv = TestServer::start().await;
+    srv.add_user("x=y,z", "pw").await;
+    for mech in [
+        Mech::SCRAM_SHA_1,
+        Mech::ScramPlus(Hash::Sha256, Cb::Exporter),
+        Mech::Plain,
+    ] {
+        let mut c = srv.connect().await;
+        let jid = c.login("x=y,z", "pw", Some("esc"), mech).await;
+        assert_eq!(jid, "x=y,z@localhost/esc", "{}", mech.name());
+    }
+}
+
+/// §6.3.8 / RFC 4616: an authorization identity equal to the user's own bare JID is fine.
+#[tokio::test]
+async fn s6_3_8_plain_with_own_authzid() {
+    let srv = server_with_alice().await;
+    let mut c = srv.connect().await;
+    c.negotiate_tls().await;
+    c.send_raw(&format!(
+        "<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{}</auth>",
+        sasl_b64("alice@localhost\0alice\0correct horse")
+    ))
+    .await;
+    c.expect("success", NS_SASL).await;
+}
+
+/// §6.3.8 / §6.5.6: asking to act as someone else is invalid-authzid, whether the other
+/// identity is another user here or the same localpart at another domain.
+#[tokio::test]
+async fn s6_5_6_plain_with_foreign_authzid_is_invalid_authzid() {
+    let srv = server_with_alice().await;
+    srv.add_user("bob", "pw").await;
+    for authzid in ["bob@localhost", "alice@elsewhere.example"] {
+        let mut c = srv.connect().await;
+        c.negotiate_tls().await;
+        c.send_raw(&format!(
+            "<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{}</auth>",
+            sasl_b64(&format!("{authzid}\0alice\0correct horse"))
+        ))
+        .await;
+        let f = c.next_stanza().await;
+        assert!(
+            f.is("failure", NS_SASL) && f.has_child("invalid-authzid", NS_SASL),
+            "authzid {authzid}: expected <failure><invalid-authzid/></failure>, got {f}"
+        );
+    }
+}
+
+/// §6.4.2: a mechanism with an initial response may still be started without one (an empty
+/// `<auth/>`); the server answers with an empty challenge ("=") and takes the response.
+#[tokio::test]
+async fn s6_4_2_auth_without_initial_response() {
+    let srv = server_with_alice().await;
+    let mut c = srv.connect().await;
+    c.negotiate_tls().await;
+    c.send_raw(&format!("<auth xmlns='{NS_SASL}' mechanism='PLAIN'/>"))
+        .await;
+    let ch = c.expect("challenge", NS_SASL).await;
+    assert!(
+        matches!(ch.text().trim(), "" | "="),
+        "expected an empty challenge: {ch}"
+    );
+    c.send_raw(&format!(
+        "<response xmlns='{NS_SASL}'>{}</response>",
+        sasl_b64("\0alice\0correct horse")
+    ))
+    .await;
+    c.expect("success", NS_SASL).await;
+}
+
+/// §6.4.2: an initial response of "=" is an empty one, not a missing one.
+#[tokio::test]
+async fn s6_4_2_initial_response_equals_sign_is_empty() {
+    let srv = server_with_alice().await;
+    let mut c = srv.connect().await;
+    c.negotiate_tls().await;
+    c.send_raw(&format!(
+        "<auth xmlns='{NS_SASL}' mechanism='PLAIN'>=</auth>"
+    ))
+    .await;
+    // An empty PLAIN message is malformed: a failure, not a challenge.
+    let f = c.next_stanza().await;
+    assert!(f.is("failure", NS_SASL), "expected <failure/>, got {f}");
+}

@@ -243,6 +243,21 @@ async fn s4_4_closing_handshake_bound_session() {
     c.expect_closed().await;
 }
 
+/// §4.4 with RFC 8446 §6.1 (TLS 1.3 closure alerts): after the closing tags the TLS layer
+/// is closed properly: the server sends `close_notify` before closing the TCP connection
+/// (otherwise the end of the stream cannot be told from a truncation attack).
+#[tokio::test]
+async fn s4_4_closing_handshake_closes_tls_with_close_notify() {
+    let srv = TestServer::start().await;
+    srv.add_user("alice", "secret").await;
+    let mut c = srv.login("alice", "secret", "desk").await;
+    c.close().await;
+    c.expect_closed().await;
+    if let Some(e) = &c.eof_error {
+        c.fail(&format!("the TLS connection did not end cleanly: {e}"));
+    }
+}
+
 /// §8.1.2.1, §4.9.3.9: a client may not claim another JID in `from`.
 #[tokio::test]
 async fn s8_1_2_1_forged_from_is_invalid_from() {
@@ -265,7 +280,8 @@ async fn s8_1_2_1_own_from_is_accepted() {
     let mut c = srv.login("alice", "secret", "desk").await;
     let full = c.full();
     c.send_stanza(&format!(
-        "<message from='alice@localhost' to='{full}' type='chat' id='m1'><body>self</body></message>"
+        "<message from='alice@localhost' to='{full}' type='chat' id='m1'>\
+         <body>self</body></message>"
     ))
     .await;
     let m = c
@@ -363,4 +379,74 @@ async fn s7_1_stanza_before_bind_is_refused() {
     c.send_raw("<message to='alice@localhost'><body>too early</body></message>")
         .await;
     c.expect_stream_error("not-authorized").await;
+}
+
+/// §8.3.3.8: a `to` that is not a valid JID is answered with jid-malformed (type modify).
+#[tokio::test]
+async fn s8_3_3_8_malformed_to_is_jid_malformed() {
+    let srv = TestServer::start().await;
+    srv.add_user("alice", "secret").await;
+    let mut c = srv.login("alice", "secret", "desk").await;
+    c.send_stanza("<message to='a@b@c/d' type='chat' id='bad-to'><body>x</body></message>")
+        .await;
+    let e = c
+        .wait_for("the error for the malformed address", |e| {
+            e.attr("id") == Some("bad-to")
+        })
+        .await;
+    assert_stanza_error(&e, "jid-malformed", "modify");
+}
+
+/// §13.12: a stanza below the limit passes (the limit counts the stanza, not the stream).
+#[tokio::test]
+async fn s13_12_stanza_below_limit_is_accepted() {
+    let srv = TestServer::start_with(|c| c.c2s.max_stanza_bytes = 20_000).await;
+    srv.add_user("alice", "secret").await;
+    let mut c = srv.login("alice", "secret", "desk").await;
+    let full = c.full();
+    let body = "b".repeat(15_000);
+    for i in 0..3 {
+        // Three in a row: together well over the limit, each below it.
+        c.send_stanza(&format!(
+            "<message to='{full}' type='chat' id='big{i}'><body>{body}</body></message>"
+        ))
+        .await;
+    }
+    for i in 0..3 {
+        let id = format!("big{i}");
+        let m = c
+            .wait_for("our own large message", |e| {
+                e.attr("id") == Some(id.as_str())
+            })
+            .await;
+        assert_eq!(
+            m.child_text("body", ns::CLIENT).map(|b| b.len()),
+            Some(15_000)
+        );
+    }
+}
+
+/// §5.4.3.3: the parser starts over after TLS; plaintext sent after `<starttls/>` (in the
+/// same packet, as an attacker on the path would inject it) must not reach the encrypted
+/// stream (the STARTTLS command-injection class of bugs, CVE-2011-0411).
+#[tokio::test]
+async fn s5_4_3_3_plaintext_after_starttls_is_discarded() {
+    let srv = TestServer::start().await;
+    srv.add_user("alice", "secret").await;
+    let mut c = srv.connect().await;
+    c.open_stream().await;
+    c.send_raw(&format!(
+        "<starttls xmlns='{NS_TLS}'/><auth xmlns='{NS_SASL}' mechanism='PLAIN'>\
+         AGFsaWNlAHNlY3JldA==</auth>"
+    ))
+    .await;
+    c.complete_starttls().await;
+    // Had the injected <auth/> survived, the server would answer it with <success/> (or
+    // fail the stream); instead it waits for our new header, and our own SCRAM exchange
+    // gets the first answer (a challenge).
+    let f = c.open_stream().await;
+    assert!(f.has_child("mechanisms", NS_SASL), "{f}");
+    c.authenticate("alice", "secret", Mech::SCRAM_SHA_256)
+        .await
+        .unwrap_or_else(|f| panic!("auth failed: {f}"));
 }

@@ -35,9 +35,18 @@ fn is_presence(el: &Element, from: &str, ty: Option<&str>) -> bool {
     el.name() == "presence" && el.attr("from") == Some(from) && el.attr("type") == ty
 }
 
-/// Logs in and sends initial presence (§4.2), so the session is available.
+/// Logs in, requests the roster (§2.2: before initial presence; it makes the resource an
+/// "interested resource" that gets roster pushes, §2.1.6) and sends initial presence (§4.2),
+/// so the session is available.
 async fn online(srv: &TestServer, user: &str, resource: &str) -> XmppClient {
     let mut c = srv.login(user, PW, resource).await;
+    let r = c
+        .request(
+            "<iq type='get' id='roster-0'><query xmlns='jabber:iq:roster'/></iq>",
+            "roster-0",
+        )
+        .await;
+    assert_eq!(r.attr("type"), Some("result"), "roster get: {r}");
     c.send_stanza("<presence/>").await;
     c
 }
@@ -51,10 +60,11 @@ async fn two_users() -> (TestServer, XmppClient, XmppClient) {
     (srv, alice, bob)
 }
 
-/// `user` subscribes to `contact` and `contact` approves (§3.1), checking every step.
+/// `user` subscribes to `contact` and `contact` approves (§3.1), checking every step. Where
+/// the RFC does not order two deliveries, the test accepts either order.
 async fn subscribe_and_approve(user: &mut XmppClient, contact: &mut XmppClient) {
     let (u_bare, c_bare) = (user.bare(), contact.bare());
-    let (u_full, c_full) = (user.full(), contact.full());
+    let c_full = contact.full();
     // §3.1.1 / §3.1.2: the request, and a push of the pending subscription to the user.
     user.send_stanza(&format!("<presence to='{c_bare}' type='subscribe'/>"))
         .await;
@@ -69,7 +79,7 @@ async fn subscribe_and_approve(user: &mut XmppClient, contact: &mut XmppClient) 
             is_presence(e, &u_bare, Some("subscribe"))
         })
         .await;
-    // §3.1.5: approval.
+    // §3.1.5: approval, and a push to the contact with 'from' (or 'both').
     contact
         .send_stanza(&format!("<presence to='{u_bare}' type='subscribed'/>"))
         .await;
@@ -81,24 +91,27 @@ async fn subscribe_and_approve(user: &mut XmppClient, contact: &mut XmppClient) 
         })
         .await;
     // §3.1.6: the user gets `subscribed` from the contact's bare JID and a push with 'to'
-    // or 'both' and no ask; §3.1.5: then the contact's current presence from its full JID.
-    user.wait_for(&format!("subscribed from {c_bare}"), |e| {
-        is_presence(e, &c_bare, Some("subscribed"))
-    })
+    // or 'both' and no ask; §3.1.5: and the contact's current presence from its full JID.
+    user.wait_for_all(vec![
+        want(format!("subscribed from {c_bare}"), |e: &Element| {
+            is_presence(e, &c_bare, Some("subscribed"))
+        }),
+        want(
+            format!("a push of {c_bare} with 'to' or 'both'"),
+            |e: &Element| {
+                e.attr("type") == Some("set")
+                    && roster_item(e, &c_bare).is_some_and(|i| {
+                        matches!(i.attr("subscription"), Some("to") | Some("both"))
+                            && i.attr("ask").is_none()
+                    })
+            },
+        ),
+        want(
+            format!("available presence from {c_full}"),
+            |e: &Element| is_presence(e, &c_full, None),
+        ),
+    ])
     .await;
-    user.wait_for(&format!("a push of {c_bare} with 'to' or 'both'"), |e| {
-        e.attr("type") == Some("set")
-            && roster_item(e, &c_bare).is_some_and(|i| {
-                matches!(i.attr("subscription"), Some("to") | Some("both"))
-                    && i.attr("ask").is_none()
-            })
-    })
-    .await;
-    user.wait_for(&format!("available presence from {c_full}"), |e| {
-        is_presence(e, &c_full, None)
-    })
-    .await;
-    let _ = u_full;
 }
 
 async fn befriend(a: &mut XmppClient, b: &mut XmppClient) {
@@ -297,7 +310,8 @@ async fn xep0160_offline_message_delivered_with_delay() {
 
     alice
         .send_stanza(
-            "<message to='bob@localhost' type='chat' id='off1'><body>while you were out</body></message>",
+            "<message to='bob@localhost' type='chat' id='off1'>\
+             <body>while you were out</body></message>",
         )
         .await;
     // Stored, not bounced (§8.5.2.2.1 allows storage for an existing account).
@@ -357,4 +371,153 @@ async fn s8_5_2_2_1_message_to_nonexistent_user_is_service_unavailable() {
         .await;
     assert_stanza_error(&e, "service-unavailable", "cancel");
     assert_eq!(e.attr("from"), Some("nobody@localhost"), "{e}");
+}
+
+/// §8.5.3.2.1: a chat message to a full JID whose resource is not connected is handled as if
+/// sent to the bare JID: the user's available resource gets it.
+#[tokio::test]
+async fn s8_5_3_2_1_chat_to_unavailable_resource_reaches_the_bare_jid() {
+    let (_srv, mut alice, mut bob) = two_users().await;
+    alice
+        .send_stanza(
+            "<message to='bob@localhost/gone' type='chat' id='fr1'><body>anyone?</body></message>",
+        )
+        .await;
+    let m = bob
+        .wait_for("the message sent to another resource", |e| {
+            e.name() == "message" && e.attr("id") == Some("fr1")
+        })
+        .await;
+    assert_eq!(
+        m.child_text("body", ns::CLIENT).as_deref(),
+        Some("anyone?"),
+        "{m}"
+    );
+    let before = alice.barrier().await;
+    assert!(
+        !before.iter().any(|e| e.attr("type") == Some("error")),
+        "the message bounced: {before:?}"
+    );
+}
+
+/// §4.2.2 / §4.3: on initial presence the server probes the contacts: a user who comes back
+/// gets the current presence of an online contact, and the contact gets the user's.
+#[tokio::test]
+async fn s4_3_initial_presence_gets_contacts_presence() {
+    let (srv, mut alice, mut bob) = two_users().await;
+    befriend(&mut alice, &mut bob).await;
+    let a_full = alice.full();
+    bob.close().await;
+    bob.expect_closed().await;
+    alice
+        .wait_for("bob's unavailable presence when he left", |e| {
+            is_presence(e, "bob@localhost/work", Some("unavailable"))
+        })
+        .await;
+
+    let mut bob = online(&srv, "bob", "laptop").await;
+    bob.wait_for("alice's presence in answer to the probe", |e| {
+        is_presence(e, &a_full, None)
+    })
+    .await;
+    alice
+        .wait_for("bob's initial presence", |e| {
+            is_presence(e, "bob@localhost/laptop", None)
+        })
+        .await;
+}
+
+/// §3.3: the user unsubscribes from the contact's presence: both rosters are pushed down
+/// one step and the contact's presence is withdrawn (unavailable) from the user.
+#[tokio::test]
+async fn s3_3_unsubscribe() {
+    let (_srv, mut alice, mut bob) = two_users().await;
+    befriend(&mut alice, &mut bob).await;
+    let b_full = bob.full();
+    alice
+        .send_stanza("<presence to='bob@localhost' type='unsubscribe'/>")
+        .await;
+    // §3.3.2: a push of 'from' to the user.
+    // §3.3.3: the contact's server sends unavailable presence from the contact's resources.
+    alice
+        .wait_for_all(vec![
+            want("a push of bob with 'from'", |e: &Element| {
+                is_push(e, "bob@localhost", "from", None)
+            }),
+            want(format!("unavailable from {b_full}"), |e: &Element| {
+                is_presence(e, &b_full, Some("unavailable"))
+            }),
+        ])
+        .await;
+    // §3.3.3: the contact gets `unsubscribe` from the user's bare JID and a push with 'to'.
+    bob.wait_for_all(vec![
+        want("unsubscribe from alice", |e: &Element| {
+            is_presence(e, "alice@localhost", Some("unsubscribe"))
+        }),
+        want("a push of alice with 'to'", |e: &Element| {
+            is_push(e, "alice@localhost", "to", None)
+        }),
+    ])
+    .await;
+}
+
+/// §2.5.2 / §2.5.3: removing a contact with a mutual subscription pushes `remove` to the
+/// user and cancels both subscriptions: the contact gets `unsubscribe` and `unsubscribed`.
+#[tokio::test]
+async fn s2_5_roster_remove_cancels_subscriptions() {
+    let (_srv, mut alice, mut bob) = two_users().await;
+    befriend(&mut alice, &mut bob).await;
+    alice
+        .send_stanza(
+            "<iq type='set' id='rm'><query xmlns='jabber:iq:roster'>\
+             <item jid='bob@localhost' subscription='remove'/></query></iq>",
+        )
+        .await;
+    alice
+        .wait_for_all(vec![
+            want("the result of the removal", |e: &Element| {
+                e.attr("id") == Some("rm") && e.attr("type") == Some("result")
+            }),
+            want("a push of bob with 'remove'", |e: &Element| {
+                is_push(e, "bob@localhost", "remove", None)
+            }),
+        ])
+        .await;
+    bob.wait_for_all(vec![
+        want("unsubscribe from alice", |e: &Element| {
+            is_presence(e, "alice@localhost", Some("unsubscribe"))
+        }),
+        want("unsubscribed from alice", |e: &Element| {
+            is_presence(e, "alice@localhost", Some("unsubscribed"))
+        }),
+        want("a push of alice with 'none'", |e: &Element| {
+            is_push(e, "alice@localhost", "none", None)
+        }),
+    ])
+    .await;
+}
+
+/// §8.5.2.2.1 / XEP-0160 §3: a headline to an offline user is neither stored nor bounced.
+#[tokio::test]
+async fn xep0160_headline_to_offline_user_is_not_stored() {
+    let srv = TestServer::start().await;
+    srv.add_user("alice", PW).await;
+    srv.add_user("bob", PW).await;
+    let mut alice = online(&srv, "alice", "home").await;
+    alice
+        .send_stanza(
+            "<message to='bob@localhost' type='headline' id='h1'><body>news</body></message>",
+        )
+        .await;
+    let before = alice.barrier().await;
+    assert!(
+        !before.iter().any(|e| e.attr("id") == Some("h1")),
+        "the headline came back: {before:?}"
+    );
+    let mut bob = online(&srv, "bob", "phone").await;
+    let before = bob.barrier().await;
+    assert!(
+        !before.iter().any(|e| e.attr("id") == Some("h1")),
+        "a headline was stored offline: {before:?}"
+    );
 }

@@ -195,3 +195,14 @@ async fn xep0156_host_meta_json_lists_websocket_url() {
         "no websocket link to {expected}: {body}"
     );
 }
+
+/// §3.4 with RFC 6120 §4.9.3.6: `<open/>` to a domain we do not serve gets our `<open/>`,
+/// a host-unknown stream error and `<close/>`.
+#[tokio::test]
+async fn s3_4_open_to_unknown_host_is_host_unknown() {
+    let srv = TestServer::start().await;
+    let mut c = XmppClient::connect_ws(srv.http(), WS_PATH, "unknown.example").await;
+    c.open().await;
+    c.expect_open().await;
+    c.expect_stream_error("host-unknown").await;
+}

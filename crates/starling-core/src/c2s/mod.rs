@@ -121,15 +121,24 @@ impl<T: Transport> C2s<T> {
     }
 
     /// Receives the next stream item within the negotiation deadline.
+    /// Receives the next stream item within the negotiation deadline; a server shutdown
+    /// ends streams still negotiating too.
     pub(crate) async fn recv_until(&mut self, deadline: Instant) -> Result<StreamEvent, End> {
-        match tokio::time::timeout_at(deadline, self.t.recv()).await {
-            Err(_) => Err(End::Error(
-                StreamError::new(StreamErrorCondition::ConnectionTimeout)
-                    .with_text("stream negotiation took too long"),
-            )),
-            Ok(Ok(Some(ev))) => Ok(ev),
-            Ok(Ok(None)) => Err(End::Eof),
-            Ok(Err(e)) => Err(transport_end(e)),
+        let mut shutdown = self.server.shutdown_signal();
+        if *shutdown.borrow_and_update() {
+            return Err(End::condition(StreamErrorCondition::SystemShutdown));
+        }
+        tokio::select! {
+            _ = shutdown.changed() => Err(End::condition(StreamErrorCondition::SystemShutdown)),
+            r = tokio::time::timeout_at(deadline, self.t.recv()) => match r {
+                Err(_) => Err(End::Error(
+                    StreamError::new(StreamErrorCondition::ConnectionTimeout)
+                        .with_text("stream negotiation took too long"),
+                )),
+                Ok(Ok(Some(ev))) => Ok(ev),
+                Ok(Ok(None)) => Err(End::Eof),
+                Ok(Err(e)) => Err(transport_end(e)),
+            },
         }
     }
 

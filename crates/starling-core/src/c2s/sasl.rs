@@ -71,18 +71,19 @@ impl<T: Transport> C2s<T> {
         let Some(mech) = mech else {
             return self.sasl_failure(SaslFailure::InvalidMechanism).await;
         };
-        let initial = auth.text();
-        let initial = if initial.trim().is_empty() {
-            Vec::new()
+        // RFC 6120 §6.4.2: no text is no initial response; "=" is an empty one.
+        let text = auth.text();
+        let initial = if text.trim().is_empty() {
+            None
         } else {
-            match decode_b64(&initial) {
-                Ok(d) => d,
+            match decode_b64(&text) {
+                Ok(d) => Some(d),
                 Err(f) => return self.sasl_failure(f).await,
             }
         };
         let plus_offered = offered.iter().any(Mechanism::is_plus);
         let mut server = SaslServer::new(mech, &self.t.channel_bindings(), plus_offered);
-        let mut step = server.start(&initial);
+        let mut step = server.start(initial.as_deref());
         loop {
             step = match step {
                 SaslStep::NeedCredentials { username } => {
@@ -138,6 +139,15 @@ impl<T: Transport> C2s<T> {
                     let Ok(account) = Jid::new(Some(&username), &host, None) else {
                         return self.sasl_failure(SaslFailure::NotAuthorized).await;
                     };
+                    // RFC 6120 §6.3.8: a client may only act as itself here; the mechanism
+                    // checked the localpart, the domain is ours to check.
+                    if let Some(authzid) = server.authzid().filter(|a| !a.is_empty()) {
+                        let same =
+                            Jid::parse(authzid).is_ok_and(|j| j == account) || authzid == username;
+                        if !same {
+                            return self.sasl_failure(SaslFailure::InvalidAuthzid).await;
+                        }
+                    }
                     let mut ok = Element::new("success", NS_SASL);
                     if let Some(d) = additional_data {
                         ok.append_text(encode_b64(&d));

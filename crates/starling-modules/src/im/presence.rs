@@ -85,6 +85,14 @@ impl StanzaHook for Hook {
 impl SessionHook for PresenceModule {
     /// §4.5: a session that ends without unavailable presence is made unavailable for it.
     async fn on_session(&self, server: &Arc<Server>, session: &Arc<SessionInfo>) {
+        // Replaced by a newer session on the same full JID (RFC 6120 §7.7.2.2) that is
+        // already available: its presence stands, an unavailable now would contradict it.
+        if let Some(current) = server.sessions.get_full(&session.jid) {
+            if !Arc::ptr_eq(&current, session) && current.is_available() {
+                session.presence.lock().available = false;
+                return;
+            }
+        }
         let unavailable = Element::new("presence", ns::CLIENT)
             .with_attr("from", session.jid.to_string())
             .with_attr("type", "unavailable");

@@ -9,7 +9,8 @@
 //!
 //! Lists live in the map store `blocklist` (key: the normalized JID) and are cached in memory
 //! per online account (and per account with a non-empty list), so the hot path reads no
-//! database for online users.
+//! database for online users. Cache fills take no lock: a generation counter, bumped by
+//! every change, keeps a fill that raced a change from installing an old list.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,13 +48,21 @@ pub struct Blocking {
 
 #[derive(Default)]
 struct State {
-    /// Bare JID → blocked JIDs (normalized strings).
-    lists: RwLock<HashMap<Jid, List>>,
-    /// Serializes cache fills with list changes, so a fill never installs a stale list.
+    cache: RwLock<Cache>,
+    /// Serializes list changes (rare), so each starts from the current list.
     writes: tokio::sync::Mutex<()>,
     /// Sessions that retrieved the blocklist and so receive pushes (§3.3).
     interested: Mutex<HashSet<u64>>,
     push_ids: AtomicU64,
+}
+
+#[derive(Default)]
+struct Cache {
+    /// Bare JID → blocked JIDs (normalized strings).
+    lists: HashMap<Jid, List>,
+    /// Bumped by every list change: a fill that read the store before a change must not
+    /// install what it read (it may predate the change).
+    generation: u64,
 }
 
 impl Module for Blocking {
@@ -134,35 +143,43 @@ pub fn list_matches(list: &HashSet<String>, jid: &Jid) -> bool {
 }
 
 impl State {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
+        self.cache.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Cache> {
+        self.cache.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn cached(&self, bare: &Jid) -> Option<List> {
-        self.lists
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(bare)
-            .cloned()
+        self.read().lists.get(bare).cloned()
     }
 
+    /// Installs a changed list (the caller holds `writes` and has stored the change).
     fn install(&self, bare: &Jid, list: List) {
-        self.lists
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(bare.clone(), list);
+        let mut cache = self.write();
+        cache.generation += 1;
+        cache.lists.insert(bare.clone(), list);
     }
 
-    /// The blocklist of a local account, from the cache or the store.
+    /// The blocklist of a local account, from the cache or the store. Fills take no lock
+    /// beyond the map's: concurrent misses each read the store, which is harmless.
     async fn list(&self, server: &Arc<Server>, bare: &Jid) -> Result<List, StoreError> {
         if let Some(l) = self.cached(bare) {
             return Ok(l);
         }
-        let _guard = self.writes.lock().await;
-        if let Some(l) = self.cached(bare) {
-            return Ok(l);
-        }
+        let generation = self.read().generation;
         let list: List = Arc::new(load(server, bare).await?);
         // Cache only what stays bounded: online accounts and real (non-empty) lists. Mail to
         // random addresses must not grow the cache.
         if !list.is_empty() || server.sessions.is_online(bare) {
-            self.install(bare, list.clone());
+            let mut cache = self.write();
+            if cache.generation == generation {
+                cache
+                    .lists
+                    .entry(bare.clone())
+                    .or_insert_with(|| list.clone());
+            }
         }
         Ok(list)
     }
@@ -302,12 +319,7 @@ impl SessionHook for ForgetSession {
             .remove(&session.id);
         let bare = session.jid.bare();
         if !server.sessions.is_online(&bare) {
-            let _guard = self.0.writes.lock().await;
-            self.0
-                .lists
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&bare);
+            self.0.write().lists.remove(&bare);
         }
     }
 }

@@ -135,15 +135,18 @@ impl SaslServer {
         self.authzid.as_deref()
     }
 
-    /// The (already base64-decoded) initial response of `<auth/>`; empty slice when none was
-    /// sent, which gets an empty challenge asking for the first message.
-    pub fn start(&mut self, initial_response: &[u8]) -> SaslStep {
+    /// The (already base64-decoded) initial response of `<auth/>`. `None`: the client sent
+    /// none, so an empty challenge asks for the first message; `Some(b"")`: it sent "=", an
+    /// empty response (RFC 6120 §6.4.2), which no mechanism here accepts.
+    pub fn start(&mut self, initial_response: Option<&[u8]>) -> SaslStep {
         match std::mem::replace(&mut self.state, State::Done) {
-            State::Start if initial_response.is_empty() => {
-                self.state = State::AwaitFirst;
-                SaslStep::Challenge(Vec::new())
-            }
-            State::Start => self.first_message(initial_response),
+            State::Start => match initial_response {
+                None => {
+                    self.state = State::AwaitFirst;
+                    SaslStep::Challenge(Vec::new())
+                }
+                Some(first) => self.first_message(first),
+            },
             _ => SaslStep::Failure(SaslFailure::MalformedRequest),
         }
     }

@@ -88,7 +88,7 @@ fn exchange(
     creds: Option<&StoredCredentials>,
 ) -> SaslStep {
     let mut server = SaslServer::new(mech, bindings, plus_offered);
-    match server.start(&client.first()) {
+    match server.start(Some(&client.first())) {
         SaslStep::NeedCredentials { .. } => {}
         other => return other,
     }
@@ -111,7 +111,7 @@ fn rfc5802_sha1_vector() {
     let mut s = SaslServer::new(Mechanism::ScramSha1, &ChannelBindings::default(), false)
         .with_server_nonce("3rfcNHYJY1ZVvWVs7j");
     assert_eq!(
-        s.start(b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL"),
+        s.start(Some(b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL")),
         SaslStep::NeedCredentials {
             username: "user".into()
         }
@@ -144,7 +144,7 @@ fn rfc7677_sha256_vector() {
     let mut s = SaslServer::new(Mechanism::ScramSha256, &ChannelBindings::default(), false)
         .with_server_nonce("%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0");
     assert_eq!(
-        s.start(b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO"),
+        s.start(Some(b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO")),
         SaslStep::NeedCredentials {
             username: "user".into()
         }
@@ -314,7 +314,7 @@ fn wrong_password_and_unknown_user() {
         let mut s = SaslServer::new(Mechanism::ScramSha1, &tls(), true);
         let first = format!("n,,n={user},r=abcdef");
         assert!(matches!(
-            s.start(first.as_bytes()),
+            s.start(Some(first.as_bytes())),
             SaslStep::NeedCredentials { .. }
         ));
         let SaslStep::Challenge(sf) = s.provide_credentials(None) else {
@@ -363,7 +363,7 @@ fn malformed_scram_messages() {
     for (msg, want) in firsts {
         let mut s = SaslServer::new(Mechanism::ScramSha256, &tls(), false);
         assert_eq!(
-            s.start(msg),
+            s.start(Some(msg)),
             SaslStep::Failure(*want),
             "{}",
             String::from_utf8_lossy(msg)
@@ -373,7 +373,7 @@ fn malformed_scram_messages() {
     // Extensions after the nonce are ignored (RFC 5802 §5.1).
     let mut s = SaslServer::new(Mechanism::ScramSha256, &tls(), false);
     assert!(matches!(
-        s.start(b"n,,n=user,r=abc,x=ext"),
+        s.start(Some(b"n,,n=user,r=abc,x=ext")),
         SaslStep::NeedCredentials { .. }
     ));
 
@@ -381,7 +381,7 @@ fn malformed_scram_messages() {
     let creds = StoredCredentials::from_password(PASSWORD, 16);
     let setup = || {
         let mut s = SaslServer::new(Mechanism::ScramSha256, &tls(), false).with_server_nonce("SRV");
-        s.start(b"n,,n=user,r=abc");
+        s.start(Some(b"n,,n=user,r=abc"));
         s.provide_credentials(Some(&creds));
         s
     };
@@ -419,14 +419,14 @@ fn malformed_scram_messages() {
 fn usernames_and_authzid() {
     let mut s = SaslServer::new(Mechanism::ScramSha1, &tls(), false);
     assert_eq!(
-        s.start(b"n,a=Us=2Cer@Example.com,n=Us=2Cer,r=abc"),
+        s.start(Some(b"n,a=Us=2Cer@Example.com,n=Us=2Cer,r=abc")),
         SaslStep::NeedCredentials {
             username: "us,er".into()
         }
     );
     let mut s = SaslServer::new(Mechanism::ScramSha1, &tls(), false);
     assert_eq!(
-        s.start(b"n,a=user,n=USER,r=abc"),
+        s.start(Some(b"n,a=user,n=USER,r=abc")),
         SaslStep::NeedCredentials {
             username: "user".into()
         }
@@ -440,7 +440,7 @@ fn no_initial_response_gets_empty_challenge() {
     let creds = StoredCredentials::from_password(PASSWORD, 16);
     let mut c = Client::new(HashAlg::Sha256, "user", PASSWORD, "n,,", b"");
     let mut s = SaslServer::new(Mechanism::ScramSha256, &tls(), false);
-    assert_eq!(s.start(b""), SaslStep::Challenge(Vec::new()));
+    assert_eq!(s.start(None), SaslStep::Challenge(Vec::new()));
     assert!(matches!(
         s.respond(&c.first()),
         SaslStep::NeedCredentials { .. }
@@ -465,10 +465,10 @@ fn out_of_order_calls_are_malformed() {
     let mut s = SaslServer::new(Mechanism::ScramSha256, &tls(), false);
     assert_eq!(s.provide_credentials(None), mal);
     let mut s = SaslServer::new(Mechanism::ScramSha256, &tls(), false);
-    s.start(b"n,,n=user,r=abc");
-    assert_eq!(s.start(b"n,,n=user,r=abc"), mal);
+    s.start(Some(b"n,,n=user,r=abc"));
+    assert_eq!(s.start(Some(b"n,,n=user,r=abc")), mal);
     let mut s = SaslServer::new(Mechanism::ScramSha256, &tls(), false);
-    s.start(b"n,,n=user,r=abc");
+    s.start(Some(b"n,,n=user,r=abc"));
     assert_eq!(s.respond(b"c=biws,r=abc,p=AAAA"), mal);
 }
 
@@ -477,7 +477,7 @@ fn broken_stored_iterations_are_a_temporary_failure() {
     let mut creds = StoredCredentials::from_password(PASSWORD, 16);
     creds.sha256.iterations = 0;
     let mut s = SaslServer::new(Mechanism::ScramSha256, &tls(), false);
-    s.start(b"n,,n=user,r=abc");
+    s.start(Some(b"n,,n=user,r=abc"));
     assert_eq!(
         s.provide_credentials(Some(&creds)),
         SaslStep::Failure(SaslFailure::TemporaryAuthFailure)
@@ -489,7 +489,7 @@ fn plain() {
     let creds = StoredCredentials::from_password(PASSWORD, 16);
     let run = |msg: &[u8], creds: Option<&StoredCredentials>| {
         let mut s = SaslServer::new(Mechanism::Plain, &tls(), true);
-        match s.start(msg) {
+        match s.start(Some(msg)) {
             SaslStep::NeedCredentials { username } => {
                 assert_eq!(username, "user");
                 s.provide_credentials(creds)
@@ -523,14 +523,14 @@ fn plain() {
     );
     // Without an initial response: empty challenge, then the message as a response.
     let mut s = SaslServer::new(Mechanism::Plain, &tls(), true);
-    assert_eq!(s.start(b""), SaslStep::Challenge(Vec::new()));
+    assert_eq!(s.start(None), SaslStep::Challenge(Vec::new()));
     assert!(matches!(
         s.respond(b"\0user\0pencil"),
         SaslStep::NeedCredentials { .. }
     ));
     assert_eq!(s.provide_credentials(Some(&creds)), ok);
     let mut s = SaslServer::new(Mechanism::Plain, &tls(), true);
-    s.start(b"");
+    s.start(None);
     assert_eq!(s.respond(b""), mal);
 }
 

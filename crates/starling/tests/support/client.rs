@@ -63,6 +63,9 @@ pub struct XmppClient {
     pub jid: Option<String>,
     /// TLS details, once TLS is up.
     pub tls: Option<TlsInfo>,
+    /// How the connection ended when it did not end cleanly (a reset, or TLS without
+    /// `close_notify`).
+    pub eof_error: Option<String>,
     next_id: u64,
 }
 
@@ -98,6 +101,7 @@ impl XmppClient {
             header: None,
             jid: None,
             tls: None,
+            eof_error: None,
             next_id: 0,
         }
     }
@@ -326,6 +330,7 @@ impl XmppClient {
                     }
                     Err(e) => {
                         self.eof = true;
+                        self.eof_error = Some(e.to_string());
                         self.note(&format!("read error (taken as closed): {e}"));
                     }
                 }
@@ -579,6 +584,51 @@ impl XmppClient {
         }
     }
 
+    /// Like [`Self::wait_for`] for several elements that may come in any order (where the
+    /// RFC leaves the order open). Each element satisfies at most one predicate; returns
+    /// them in the order of `wanted`.
+    #[track_caller]
+    pub fn wait_for_all<'a>(
+        &'a mut self,
+        wanted: Vec<Want<'a>>,
+    ) -> impl std::future::Future<Output = Vec<Element>> + 'a {
+        let caller = std::panic::Location::caller();
+        async move {
+            let deadline = tokio::time::Instant::now() + TIMEOUT;
+            let mut found: Vec<Option<Element>> = wanted.iter().map(|_| None).collect();
+            while found.iter().any(Option::is_none) {
+                let missing = || {
+                    wanted
+                        .iter()
+                        .zip(&found)
+                        .filter(|(_, f)| f.is_none())
+                        .map(|(w, _)| w.what.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                };
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let el = match self.next_event_within(left).await {
+                    Ok(Some(StreamEvent::Stanza(el))) => el,
+                    Ok(other) => self.fail(&format!(
+                        "{caller}: waiting for [{}], got {other:?} instead",
+                        missing()
+                    )),
+                    Err(()) => self.fail(&format!(
+                        "{caller}: waiting for [{}]: not received within {TIMEOUT:?}",
+                        missing()
+                    )),
+                };
+                if let Some(i) =
+                    (0..wanted.len()).find(|&i| found[i].is_none() && (wanted[i].pred)(&el))
+                {
+                    found[i] = Some(el.clone());
+                }
+                self.ack_roster_push(&el).await;
+            }
+            found.into_iter().flatten().collect()
+        }
+    }
+
     async fn ack_roster_push(&mut self, el: &Element) {
         if el.name() == "iq" && el.attr("type") == Some("set") && el.has_child("query", NS_ROSTER) {
             if let Some(id) = el.attr("id") {
@@ -636,6 +686,11 @@ impl XmppClient {
     pub async fn starttls(&mut self) {
         self.send_raw(&format!("<starttls xmlns='{NS_TLS}'/>"))
             .await;
+        self.complete_starttls().await;
+    }
+
+    /// The rest of STARTTLS once `<starttls/>` went out: `<proceed/>`, then the handshake.
+    pub async fn complete_starttls(&mut self) {
         self.expect("proceed", NS_TLS).await;
         let Io::Plain(s) = std::mem::replace(&mut self.io, Io::Gone) else {
             self.fail("STARTTLS on a connection that is not plain TCP");
@@ -837,6 +892,19 @@ impl XmppClient {
         }
     }
 
+    /// [`Self::login`], then initial presence (RFC 6121 §4.2) so the session is available.
+    pub async fn login_available(
+        &mut self,
+        user: &str,
+        password: &str,
+        resource: Option<&str>,
+        mech: Mech,
+    ) -> String {
+        let jid = self.login(user, password, resource, mech).await;
+        self.send_stanza("<presence/>").await;
+        jid
+    }
+
     /// The bare JID of the bound session.
     pub fn bare(&self) -> String {
         let jid = self
@@ -848,6 +916,20 @@ impl XmppClient {
 
     pub fn full(&self) -> String {
         self.jid.clone().unwrap_or_else(|| self.fail("not bound"))
+    }
+}
+
+/// One element [`XmppClient::wait_for_all`] waits for.
+pub struct Want<'a> {
+    pub what: String,
+    pub pred: Box<dyn Fn(&Element) -> bool + 'a>,
+}
+
+/// Describes an element to wait for with a predicate.
+pub fn want<'a>(what: impl Into<String>, pred: impl Fn(&Element) -> bool + 'a) -> Want<'a> {
+    Want {
+        what: what.into(),
+        pred: Box::new(pred),
     }
 }
 

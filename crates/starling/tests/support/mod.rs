@@ -19,7 +19,10 @@ use starling_core::{Config, Server};
 use starling_proto::sasl::StoredCredentials;
 use starling_xml::Element;
 
-pub use client::{stanza_error, SaslOptions, XmppClient, TIMEOUT};
+// Not every test binary uses every re-export.
+#[allow(unused_imports)]
+pub use client::{stanza_error, want, SaslOptions, Want, XmppClient, TIMEOUT};
+#[allow(unused_imports)]
 pub use sasl::{Cb, Hash, Mech};
 
 pub const HOST: &str = "localhost";
@@ -83,9 +86,11 @@ impl Drop for TempDir {
 /// The configuration every test server starts from: host `localhost`, every listener on
 /// 127.0.0.1:0, data under `dir`.
 pub fn test_config(dir: &Path) -> Config {
-    let mut cfg = Config::default();
-    cfg.hosts = vec![HOST.to_owned()];
-    cfg.data_dir = dir.join("data");
+    let mut cfg = Config {
+        hosts: vec![HOST.to_owned()],
+        data_dir: dir.join("data"),
+        ..Config::default()
+    };
     cfg.c2s.listen = "127.0.0.1:0".into();
     cfg.c2s.direct_tls_listen = "127.0.0.1:0".into();
     cfg.http.listen = "127.0.0.1:0".into();
