@@ -1,6 +1,7 @@
 //! The server kernel: configuration snapshot, storage, session registry and hook bus, and the
 //! service lifecycle (start, shutdown signal).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,6 +22,8 @@ pub struct Server {
     pub started: Instant,
     pub auth_throttle: AuthThrottle,
     shutdown: watch::Sender<bool>,
+    /// Client streams running, negotiating or bound (graceful shutdown waits for them).
+    streams: AtomicUsize,
 }
 
 impl Server {
@@ -50,6 +53,7 @@ impl Server {
             started: Instant::now(),
             auth_throttle: AuthThrottle::default(),
             shutdown,
+            streams: AtomicUsize::new(0),
         })
     }
 
@@ -68,5 +72,24 @@ impl Server {
 
     pub fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// Streams open now, whether negotiating or bound.
+    pub fn open_streams(&self) -> usize {
+        self.streams.load(Ordering::Acquire)
+    }
+
+    /// Counts a stream until the guard drops.
+    pub(crate) fn stream_guard(self: &Arc<Self>) -> StreamGuard {
+        self.streams.fetch_add(1, Ordering::AcqRel);
+        StreamGuard(self.clone())
+    }
+}
+
+pub(crate) struct StreamGuard(Arc<Server>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -131,12 +131,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 }
 
 impl Running {
-    /// Closes every stream with `<system-shutdown/>`, waits for them (up to 10 s), stops
-    /// listening.
+    /// Closes every stream, negotiating or bound, with `<system-shutdown/>`, waits until
+    /// they have written it (up to 10 s), stops listening.
     pub async fn shutdown(self) {
         self.server.begin_shutdown();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.server.sessions.count() > 0 && tokio::time::Instant::now() < deadline {
+        while self.server.open_streams() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         for t in self.tasks {

@@ -72,6 +72,7 @@ fn transport_end(e: TransportError) -> End {
 
 /// Runs one client stream to its end.
 pub async fn run<T: Transport>(server: Arc<Server>, transport: T) {
+    let _counted = server.stream_guard();
     let peer = transport.peer_addr();
     let label = match peer {
         Some(p) => format!("{}:{p}", transport.kind()),

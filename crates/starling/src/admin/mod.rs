@@ -322,9 +322,10 @@ pub async fn execute(target: Target<'_>, cmd: Command) -> Result<String, AdminEr
         Command::Status => {
             let server = running(&target)?;
             Ok(format!(
-                "Starling {} is running: {} session(s), {} host(s), up {} s",
+                "Starling {} is running: {} session(s), {} open stream(s), {} host(s), up {} s",
                 env!("CARGO_PKG_VERSION"),
                 server.sessions.count(),
+                server.open_streams(),
                 server.config.hosts.len(),
                 server.started.elapsed().as_secs()
             ))
