@@ -88,6 +88,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             terminalreporter.write_line(log_tail)
     line = f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else "")
     path = os.environ.get("INTEROP_SUMMARY_FILE")
-    if path:
+    if path:  # interop/run.sh prints it last, after pytest's own closing line
         Path(path).write_text(line + "\n")
-    terminalreporter.write_line(line)
+    else:
+        terminalreporter.write_line(line)

@@ -107,6 +107,9 @@ direct_tls_listen = "{host}:{tls_port}"   # XEP-0368 Direct TLS
 
 [http]
 listen = "{host}:{http_port}"             # RFC 7395 WebSocket at /xmpp-websocket
+
+[log]
+stanzas = true                            # the stanza trace in server.log explains failures
 """
 
 
@@ -167,6 +170,7 @@ class StarlingTarget:
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
         env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")  # plain server.log, readable in the failure report
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [str(self.bin), "serve", "--config", str(self.config_path)],

@@ -1,28 +1,25 @@
 //! RFC 6121 §8.5 message delivery to local accounts, in process (offline storage left out
 //! unless a test needs it, so undeliverable messages bounce).
 
-mod rfc6121_support;
+mod support;
 
-use rfc6121_support::*;
 use starling_core::testing::TestClient;
 use starling_core::Config;
-
-const JULIET: &str = "juliet@localhost";
-const ROMEO: &str = "romeo@localhost";
-const R_FULL: &str = "romeo@localhost/orchard";
+use starling_proto::StanzaErrorCondition;
+use support::*;
 
 async fn no_offline() -> std::sync::Arc<starling_core::Server> {
-    server_with(Config::default(), false, &[JULIET, ROMEO]).await
+    im_server_with(Config::default(), false, &[JULIET, ROMEO]).await
 }
 
-/// The next stanza is an error reply with this condition, for message `id`.
-async fn expect_error(c: &mut TestClient, from: &str, condition: &str) {
+/// The next stanza is the service-unavailable error reply from `from` to message `m1`.
+async fn expect_bounce(c: &mut TestClient, from: &str) {
     let e = c.recv().await;
     assert_eq!(e.name(), "message", "{e}");
     assert_eq!(e.attr("type"), Some("error"), "{e}");
     assert_eq!(e.attr("from"), Some(from), "{e}");
     assert_eq!(e.attr("id"), Some("m1"), "{e}");
-    assert_eq!(error_condition(&e).as_deref(), Some(condition), "{e}");
+    assert_condition(&e, StanzaErrorCondition::ServiceUnavailable);
 }
 
 #[tokio::test]
@@ -34,17 +31,11 @@ async fn bare_jid_goes_to_highest_priority_resources() {
     drain(&mut low).await;
     drain(&mut high1).await;
     let romeo = online(&s, R_FULL).await;
-    romeo
-        .send(message(JULIET, "chat", "hello"))
-        .await
-        .expect("send");
+    send(&romeo, message(JULIET, "chat", "hello")).await;
     // §8.5.2.1.1: every resource sharing the highest priority; the rest get nothing.
     for c in [&mut high1, &mut high2] {
         let m = c.recv().await;
-        assert_eq!(
-            m.child_text("body", "jabber:client").as_deref(),
-            Some("hello")
-        );
+        assert_eq!(body(&m).as_deref(), Some("hello"));
         assert_eq!(m.attr("from"), Some(R_FULL));
         assert_eq!(m.attr("to"), Some(JULIET));
     }
@@ -56,18 +47,12 @@ async fn negative_priority_never_gets_bare_messages() {
     let s = no_offline().await;
     let mut shy = online_with(&s, "juliet@localhost/shy", presence_prio(-1)).await;
     let mut romeo = online(&s, R_FULL).await;
-    romeo
-        .send(message(JULIET, "chat", "hello"))
-        .await
-        .expect("send");
+    send(&romeo, message(JULIET, "chat", "hello")).await;
     shy.expect_silence().await;
     // No resource and no offline storage → service-unavailable (§8.5.2.2.1).
-    expect_error(&mut romeo, JULIET, "service-unavailable").await;
+    expect_bounce(&mut romeo, JULIET).await;
     // Addressed to its full JID, the shy resource does get it (§8.5.3.1).
-    romeo
-        .send(message("juliet@localhost/shy", "chat", "psst"))
-        .await
-        .expect("send");
+    send(&romeo, message("juliet@localhost/shy", "chat", "psst")).await;
     assert_eq!(shy.recv().await.name(), "message");
 }
 
@@ -76,25 +61,13 @@ async fn full_jid_of_gone_resource_falls_back_to_bare_rules() {
     let s = no_offline().await;
     let mut juliet = online(&s, "juliet@localhost/balcony").await;
     let mut romeo = online(&s, R_FULL).await;
-    romeo
-        .send(message("juliet@localhost/gone", "chat", "hello"))
-        .await
-        .expect("send");
+    send(&romeo, message("juliet@localhost/gone", "chat", "hello")).await;
     let m = juliet.recv().await;
-    assert_eq!(
-        m.child_text("body", "jabber:client").as_deref(),
-        Some("hello")
-    );
+    assert_eq!(body(&m).as_deref(), Some("hello"));
     // Groupchat to a gone resource is an error (§8.5.3.2.1), headline is dropped.
-    romeo
-        .send(message("juliet@localhost/gone", "groupchat", "x"))
-        .await
-        .expect("send");
-    expect_error(&mut romeo, "juliet@localhost/gone", "service-unavailable").await;
-    romeo
-        .send(message("juliet@localhost/gone", "headline", "x"))
-        .await
-        .expect("send");
+    send(&romeo, message("juliet@localhost/gone", "groupchat", "x")).await;
+    expect_bounce(&mut romeo, "juliet@localhost/gone").await;
+    send(&romeo, message("juliet@localhost/gone", "headline", "x")).await;
     romeo.expect_silence().await;
     juliet.expect_silence().await;
 }
@@ -104,20 +77,19 @@ async fn nonexistent_account_is_service_unavailable() {
     let s = no_offline().await;
     let mut romeo = online(&s, R_FULL).await;
     for to in ["nobody@localhost", "nobody@localhost/res"] {
-        romeo.send(message(to, "chat", "hi")).await.expect("send");
-        expect_error(&mut romeo, to, "service-unavailable").await;
+        send(&romeo, message(to, "chat", "hi")).await;
+        expect_bounce(&mut romeo, to).await;
     }
     // Even a normal message with no type attribute.
-    romeo
-        .send(
-            stanza("message")
-                .with_attr("to", "nobody@localhost")
-                .with_attr("id", "m1")
-                .with_child(stanza("body").with_text("x")),
-        )
-        .await
-        .expect("send");
-    expect_error(&mut romeo, "nobody@localhost", "service-unavailable").await;
+    send(
+        &romeo,
+        stanza("message")
+            .with_attr("to", "nobody@localhost")
+            .with_attr("id", "m1")
+            .with_child(stanza("body").with_text("x")),
+    )
+    .await;
+    expect_bounce(&mut romeo, "nobody@localhost").await;
 }
 
 #[tokio::test]
@@ -125,16 +97,10 @@ async fn groupchat_and_headline_to_bare() {
     let s = no_offline().await;
     let mut romeo = online(&s, R_FULL).await;
     // §8.5.2.1.2: groupchat to a bare JID is an error even with nobody online.
-    romeo
-        .send(message(JULIET, "groupchat", "x"))
-        .await
-        .expect("send");
-    expect_error(&mut romeo, JULIET, "service-unavailable").await;
+    send(&romeo, message(JULIET, "groupchat", "x")).await;
+    expect_bounce(&mut romeo, JULIET).await;
     // §8.5.2.2.3: headline with no resource is dropped silently.
-    romeo
-        .send(message(JULIET, "headline", "x"))
-        .await
-        .expect("send");
+    send(&romeo, message(JULIET, "headline", "x")).await;
     romeo.expect_silence().await;
     // With resources, headline reaches all non-negative ones.
     let mut a = online_with(&s, "juliet@localhost/a", presence_prio(0)).await;
@@ -143,10 +109,7 @@ async fn groupchat_and_headline_to_bare() {
     drain(&mut a).await;
     drain(&mut b).await;
     drain(&mut c).await;
-    romeo
-        .send(message(JULIET, "headline", "news"))
-        .await
-        .expect("send");
+    send(&romeo, message(JULIET, "headline", "news")).await;
     assert_eq!(a.recv().await.name(), "message");
     assert_eq!(b.recv().await.name(), "message");
     c.expect_silence().await;
@@ -157,17 +120,11 @@ async fn connected_but_unavailable_resource_gets_full_jid_messages() {
     let s = no_offline().await;
     let mut juliet = TestClient::connect(&s, "juliet@localhost/balcony").await;
     let mut romeo = online(&s, R_FULL).await;
-    romeo
-        .send(message("juliet@localhost/balcony", "chat", "hi"))
-        .await
-        .expect("send");
+    send(&romeo, message("juliet@localhost/balcony", "chat", "hi")).await;
     assert_eq!(juliet.recv().await.name(), "message");
     // To her bare JID, though, no available resource → error.
-    romeo
-        .send(message(JULIET, "normal", "hi"))
-        .await
-        .expect("send");
-    expect_error(&mut romeo, JULIET, "service-unavailable").await;
+    send(&romeo, message(JULIET, "normal", "hi")).await;
+    expect_bounce(&mut romeo, JULIET).await;
     juliet.expect_silence().await;
 }
 
@@ -175,14 +132,8 @@ async fn connected_but_unavailable_resource_gets_full_jid_messages() {
 async fn error_messages_are_never_bounced() {
     let s = no_offline().await;
     let mut romeo = online(&s, R_FULL).await;
-    romeo
-        .send(message("nobody@localhost", "error", "x"))
-        .await
-        .expect("send");
-    romeo
-        .send(message(JULIET, "error", "x"))
-        .await
-        .expect("send");
+    send(&romeo, message("nobody@localhost", "error", "x")).await;
+    send(&romeo, message(JULIET, "error", "x")).await;
     romeo.expect_silence().await;
 }
 
@@ -196,15 +147,9 @@ async fn refused_delivery_moves_on_to_the_next_resource() {
     let filler = stanza("message").with_attr("type", "headline");
     while busy.session.send(filler.clone()).is_ok() {}
     let mut romeo = online(&s, R_FULL).await;
-    romeo
-        .send(message(JULIET, "chat", "no one lost"))
-        .await
-        .expect("send");
+    send(&romeo, message(JULIET, "chat", "no one lost")).await;
     let m = spare.recv().await;
-    assert_eq!(
-        m.child_text("body", "jabber:client").as_deref(),
-        Some("no one lost")
-    );
+    assert_eq!(body(&m).as_deref(), Some("no one lost"));
     romeo.expect_silence().await;
     drain(&mut busy).await;
 }

@@ -1,29 +1,22 @@
 //! RFC 6121 §4 presence: initial presence, probes, broadcast, unavailable, directed
 //! presence, and inbound presence delivery, in process.
 
-mod rfc6121_support;
+mod support;
 
-use rfc6121_support::*;
 use starling_core::testing::TestClient;
 use starling_store::Subscription;
+use support::*;
 
-const JULIET: &str = "juliet@localhost";
-const ROMEO: &str = "romeo@localhost";
 const NURSE: &str = "nurse@localhost";
-const J_FULL: &str = "juliet@localhost/balcony";
-const R_FULL: &str = "romeo@localhost/orchard";
 const N_FULL: &str = "nurse@localhost/kitchen";
 
 #[tokio::test]
 async fn each_side_sees_the_other_at_login() {
-    let s = server(&[JULIET, ROMEO]).await;
+    let s = im_server(&[JULIET, ROMEO]).await;
     befriend(&s, JULIET, ROMEO).await;
 
     let mut juliet = interested(&s, J_FULL).await;
-    juliet
-        .send(presence().with_child(stanza("show").with_text("chat")))
-        .await
-        .expect("send");
+    send(&juliet, presence_with("show", "chat")).await;
     // Her own presence comes back (§4.2.2); the probe finds Romeo offline (§4.3.2).
     let echo = expect_presence(&mut juliet, J_FULL, None).await;
     assert_eq!(
@@ -34,7 +27,7 @@ async fn each_side_sees_the_other_at_login() {
     juliet.expect_silence().await;
 
     let mut romeo = interested(&s, R_FULL).await;
-    romeo.send(presence()).await.expect("send");
+    send(&romeo, presence()).await;
     // Juliet gets Romeo's initial presence (§4.2.2)...
     expect_presence(&mut juliet, R_FULL, None).await;
     // ...and Romeo, after his echo, gets Juliet's last presence in answer to his probe.
@@ -51,7 +44,7 @@ async fn each_side_sees_the_other_at_login() {
 
 #[tokio::test]
 async fn broadcast_follows_subscription_direction() {
-    let s = server(&[JULIET, ROMEO]).await;
+    let s = im_server(&[JULIET, ROMEO]).await;
     // Romeo is subscribed to Juliet; she is not subscribed to him.
     put_item(&s, JULIET, ROMEO, Subscription::From).await;
     put_item(&s, ROMEO, JULIET, Subscription::To).await;
@@ -59,17 +52,11 @@ async fn broadcast_follows_subscription_direction() {
     let mut juliet = online(&s, J_FULL).await;
     expect_presence(&mut romeo, J_FULL, None).await;
     // Romeo's presence does not go to Juliet.
-    romeo
-        .send(presence().with_child(stanza("show").with_text("away")))
-        .await
-        .expect("send");
+    send(&romeo, presence_with("show", "away")).await;
     expect_presence(&mut romeo, R_FULL, None).await;
     juliet.expect_silence().await;
     // Juliet's subsequent presence does go to Romeo (§4.4.2).
-    juliet
-        .send(presence().with_child(stanza("status").with_text("wherefore")))
-        .await
-        .expect("send");
+    send(&juliet, presence_with("status", "wherefore")).await;
     let p = expect_presence(&mut romeo, J_FULL, None).await;
     assert_eq!(
         p.child_text("status", "jabber:client").as_deref(),
@@ -79,7 +66,7 @@ async fn broadcast_follows_subscription_direction() {
 
 #[tokio::test]
 async fn unavailable_on_disconnect_and_on_request() {
-    let s = server(&[JULIET, ROMEO]).await;
+    let s = im_server(&[JULIET, ROMEO]).await;
     befriend(&s, JULIET, ROMEO).await;
     let mut juliet = online(&s, J_FULL).await;
     let romeo = online(&s, R_FULL).await;
@@ -90,10 +77,7 @@ async fn unavailable_on_disconnect_and_on_request() {
 
     let mut romeo = online(&s, R_FULL).await;
     expect_presence(&mut juliet, R_FULL, None).await;
-    romeo
-        .send(presence().with_attr("type", "unavailable"))
-        .await
-        .expect("send");
+    send(&romeo, presence().with_attr("type", "unavailable")).await;
     expect_presence(&mut juliet, R_FULL, Some("unavailable")).await;
     expect_presence(&mut romeo, R_FULL, Some("unavailable")).await;
     assert!(!romeo.session.is_available());
@@ -104,14 +88,11 @@ async fn unavailable_on_disconnect_and_on_request() {
 
 #[tokio::test]
 async fn directed_presence_is_remembered_and_ended() {
-    let s = server(&[JULIET, NURSE]).await;
+    let s = im_server(&[JULIET, NURSE]).await;
     let mut nurse = online(&s, N_FULL).await;
     let juliet = online(&s, J_FULL).await;
     // §4.6: presence to a non-contact is delivered and remembered.
-    juliet
-        .send(presence().with_attr("to", NURSE))
-        .await
-        .expect("send");
+    send(&juliet, presence().with_attr("to", NURSE)).await;
     let p = expect_presence(&mut nurse, J_FULL, None).await;
     assert_eq!(p.attr("to"), Some(NURSE));
     assert!(juliet
@@ -128,18 +109,12 @@ async fn directed_presence_is_remembered_and_ended() {
 
 #[tokio::test]
 async fn directed_unavailable_forgets_the_target() {
-    let s = server(&[JULIET, NURSE]).await;
+    let s = im_server(&[JULIET, NURSE]).await;
     let mut nurse = online(&s, N_FULL).await;
     let juliet = online(&s, J_FULL).await;
-    juliet
-        .send(presence().with_attr("to", N_FULL))
-        .await
-        .expect("send");
+    send(&juliet, presence().with_attr("to", N_FULL)).await;
     expect_presence(&mut nurse, J_FULL, None).await;
-    juliet
-        .send(presence_to(N_FULL, "unavailable"))
-        .await
-        .expect("send");
+    send(&juliet, presence_to(N_FULL, "unavailable")).await;
     expect_presence(&mut nurse, J_FULL, Some("unavailable")).await;
     assert!(juliet.session.presence.lock().directed.is_empty());
     juliet.disconnect().await;
@@ -148,51 +123,47 @@ async fn directed_unavailable_forgets_the_target() {
 
 #[tokio::test]
 async fn probes_are_answered_to_subscribers_only() {
-    let s = server(&[JULIET, ROMEO, NURSE]).await;
+    let s = im_server(&[JULIET, ROMEO, NURSE]).await;
     befriend(&s, JULIET, ROMEO).await;
     let mut juliet = online(&s, J_FULL).await;
     let mut romeo = interested(&s, R_FULL).await;
     let mut nurse = interested(&s, N_FULL).await;
-    let mut probe = presence_to(JULIET, "probe");
-    probe.set_attr("from", R_FULL);
-    s.route(probe).await;
+    s.route(presence_to(JULIET, "probe").with_attr("from", R_FULL))
+        .await;
     let p = expect_presence(&mut romeo, J_FULL, None).await;
     assert_eq!(p.attr("to"), Some(R_FULL));
     // The nurse is not subscribed: she learns nothing (the 'unsubscribed' answer finds no
     // subscription to cancel on her side and is not delivered).
-    let mut probe = presence_to(JULIET, "probe");
-    probe.set_attr("from", N_FULL);
-    s.route(probe).await;
+    s.route(presence_to(JULIET, "probe").with_attr("from", N_FULL))
+        .await;
     nurse.expect_silence().await;
     juliet.expect_silence().await;
 }
 
 #[tokio::test]
 async fn presence_to_bare_reaches_available_resources_only() {
-    let s = server(&[JULIET, NURSE]).await;
+    let s = im_server(&[JULIET, NURSE]).await;
     let mut available = online(&s, J_FULL).await;
     let mut bound_only = TestClient::connect(&s, "juliet@localhost/chamber").await;
     let nurse = online(&s, N_FULL).await;
-    nurse
-        .send(presence().with_attr("to", JULIET))
-        .await
-        .expect("send");
+    send(&nurse, presence().with_attr("to", JULIET)).await;
     expect_presence(&mut available, N_FULL, None).await;
     bound_only.expect_silence().await;
     // To a full JID that is not connected: dropped, silently.
-    nurse
-        .send(presence().with_attr("to", "juliet@localhost/nowhere"))
-        .await
-        .expect("send");
+    send(
+        &nurse,
+        presence().with_attr("to", "juliet@localhost/nowhere"),
+    )
+    .await;
     available.expect_silence().await;
 }
 
 #[tokio::test]
 async fn own_resources_see_each_other() {
-    let s = server(&[JULIET]).await;
+    let s = im_server(&[JULIET]).await;
     let mut balcony = online(&s, J_FULL).await;
     let mut chamber = interested(&s, "juliet@localhost/chamber").await;
-    chamber.send(presence_prio(5)).await.expect("send");
+    send(&chamber, presence_prio(5)).await;
     assert_eq!(chamber.session.priority(), 5);
     let got = drain(&mut chamber).await;
     let froms: Vec<_> = got.iter().filter_map(|p| p.attr("from")).collect();
@@ -203,28 +174,18 @@ async fn own_resources_see_each_other() {
 
 #[tokio::test]
 async fn priority_is_parsed_and_clamped() {
-    let s = server(&[JULIET]).await;
+    let s = im_server(&[JULIET]).await;
     let a = online_with(&s, J_FULL, presence_prio(-3)).await;
     assert_eq!(a.session.priority(), -3);
-    let b = online_with(
-        &s,
-        "juliet@localhost/b",
-        presence().with_child(stanza("priority").with_text("1000")),
-    )
-    .await;
+    let b = online_with(&s, "juliet@localhost/b", presence_with("priority", "1000")).await;
     assert_eq!(b.session.priority(), 127);
-    let c = online_with(
-        &s,
-        "juliet@localhost/c",
-        presence().with_child(stanza("priority").with_text("high")),
-    )
-    .await;
+    let c = online_with(&s, "juliet@localhost/c", presence_with("priority", "high")).await;
     assert_eq!(c.session.priority(), 0);
 }
 
 #[tokio::test]
 async fn replaced_session_does_not_mark_its_successor_unavailable() {
-    let s = server(&[JULIET, ROMEO]).await;
+    let s = im_server(&[JULIET, ROMEO]).await;
     befriend(&s, JULIET, ROMEO).await;
     let mut romeo = online(&s, R_FULL).await;
     let old = online(&s, J_FULL).await;

@@ -1,20 +1,19 @@
 //! RFC 6121 §2 roster management and XEP-0237 roster versioning, in process.
 
-mod rfc6121_support;
+mod support;
 
-use rfc6121_support::*;
 use starling_core::testing::TestClient;
 use starling_core::FeatureStage;
+use starling_proto::StanzaErrorCondition;
 use starling_xml::Element;
-
-const JULIET: &str = "juliet@localhost";
+use support::*;
 
 #[tokio::test]
 async fn empty_roster_and_version() {
-    let s = server(&[JULIET]).await;
+    let s = im_server(&[JULIET]).await;
     let mut c = TestClient::connect(&s, "juliet@localhost/balcony").await;
     // §2.2: no 'ver' asked → none given.
-    c.send(roster_get("1", None)).await.expect("send");
+    send(&c, roster_get("1", None)).await;
     let r = c.recv().await;
     assert_eq!(r.attr("type"), Some("result"));
     assert_eq!(r.attr("id"), Some("1"));
@@ -22,7 +21,7 @@ async fn empty_roster_and_version() {
     assert_eq!(q.children().count(), 0);
     assert_eq!(q.attr("ver"), None);
     // XEP-0237 §4: a client with no cached roster sends ver='' and learns the version.
-    c.send(roster_get("2", Some(""))).await.expect("send");
+    send(&c, roster_get("2", Some(""))).await;
     let r = c.recv().await;
     let ver = r
         .get_child("query", ROSTER)
@@ -30,7 +29,7 @@ async fn empty_roster_and_version() {
         .expect("ver")
         .to_string();
     // The same version again → empty result, no payload.
-    c.send(roster_get("3", Some(&ver))).await.expect("send");
+    send(&c, roster_get("3", Some(&ver))).await;
     let r = c.recv().await;
     assert_eq!(r.attr("type"), Some("result"));
     assert_eq!(r.children().count(), 0, "{r}");
@@ -38,7 +37,7 @@ async fn empty_roster_and_version() {
 
 #[tokio::test]
 async fn set_pushes_to_interested_resources_only() {
-    let s = server(&[JULIET]).await;
+    let s = im_server(&[JULIET]).await;
     let mut balcony = interested(&s, "juliet@localhost/balcony").await;
     let mut chamber = TestClient::connect(&s, "juliet@localhost/chamber").await;
     let mut garden = interested(&s, "juliet@localhost/garden").await;
@@ -50,7 +49,7 @@ async fn set_pushes_to_interested_resources_only() {
         .with_attr("ask", "subscribe")
         .with_child(group("Friends"))
         .with_child(group("Lovers"));
-    balcony.send(roster_set("s1", it)).await.expect("send");
+    send(&balcony, roster_set("s1", it)).await;
 
     for c in [&mut balcony, &mut garden] {
         let push = c.recv().await;
@@ -70,15 +69,16 @@ async fn set_pushes_to_interested_resources_only() {
     garden.expect_silence().await;
 
     // Update: new name, one group; the version moves on.
-    balcony
-        .send(roster_set(
+    send(
+        &balcony,
+        roster_set(
             "s2",
             item("romeo@example.net")
                 .with_attr("name", "R.")
                 .with_child(group("Friends")),
-        ))
-        .await
-        .expect("send");
+        ),
+    )
+    .await;
     let (ver, item) = push_item(&balcony.recv().await);
     assert_eq!(ver, "2");
     assert_eq!(item.attr("name"), Some("R."));
@@ -88,17 +88,15 @@ async fn set_pushes_to_interested_resources_only() {
 
 #[tokio::test]
 async fn versioned_get_returns_changes_only_when_changed() {
-    let s = server(&[JULIET]).await;
+    let s = im_server(&[JULIET]).await;
     let mut c = interested(&s, "juliet@localhost/balcony").await;
-    c.send(roster_set("a", item("nurse@localhost")))
-        .await
-        .expect("send");
+    send(&c, roster_set("a", item("nurse@localhost"))).await;
     let (ver, _) = push_item(&c.recv().await);
     c.recv().await;
-    c.send(roster_get("g1", Some(&ver))).await.expect("send");
+    send(&c, roster_get("g1", Some(&ver))).await;
     assert_eq!(c.recv().await.children().count(), 0);
     // An older version gets the full roster with the current version.
-    c.send(roster_get("g2", Some("0"))).await.expect("send");
+    send(&c, roster_get("g2", Some("0"))).await;
     let r = c.recv().await;
     let q = r.get_child("query", ROSTER).expect("query");
     assert_eq!(q.attr("ver"), Some(ver.as_str()));
@@ -107,38 +105,26 @@ async fn versioned_get_returns_changes_only_when_changed() {
 
 #[tokio::test]
 async fn remove_item_and_missing_item() {
-    let s = server(&[JULIET]).await;
+    let s = im_server(&[JULIET]).await;
     let mut c = interested(&s, "juliet@localhost/balcony").await;
-    c.send(roster_set("a", item("nurse@localhost")))
-        .await
-        .expect("send");
+    send(&c, roster_set("a", item("nurse@localhost"))).await;
     drain(&mut c).await;
-    c.send(roster_set(
-        "rm",
-        item("nurse@localhost").with_attr("subscription", "remove"),
-    ))
-    .await
-    .expect("send");
+    send(&c, roster_remove("rm", "nurse@localhost")).await;
     let (_, it) = push_item(&c.recv().await);
     assert_eq!(it.attr("subscription"), Some("remove"));
     assert_eq!(it.attr("jid"), Some("nurse@localhost"));
     assert_eq!(c.recv().await.attr("type"), Some("result"));
     assert!(roster_item(&s, JULIET, "nurse@localhost").await.is_none());
     // §2.5.3: removing what is not there.
-    c.send(roster_set(
-        "rm2",
-        item("nurse@localhost").with_attr("subscription", "remove"),
-    ))
-    .await
-    .expect("send");
+    send(&c, roster_remove("rm2", "nurse@localhost")).await;
     let e = c.recv().await;
     assert_eq!(e.attr("type"), Some("error"));
-    assert_eq!(error_condition(&e).as_deref(), Some("item-not-found"));
+    assert_condition(&e, StanzaErrorCondition::ItemNotFound);
 }
 
 #[tokio::test]
 async fn bad_sets_are_refused() {
-    let s = server(&[JULIET]).await;
+    let s = im_server(&[JULIET]).await;
     let mut c = interested(&s, "juliet@localhost/balcony").await;
     let two = stanza("iq")
         .with_attr("type", "set")
@@ -149,7 +135,7 @@ async fn bad_sets_are_refused() {
                 .with_child(item("b@localhost")),
         );
     let cases = [
-        (two, "bad-request"),
+        (two, StanzaErrorCondition::BadRequest),
         (
             roster_set(
                 "dup",
@@ -157,50 +143,54 @@ async fn bad_sets_are_refused() {
                     .with_child(group("X"))
                     .with_child(group("X")),
             ),
-            "bad-request",
+            StanzaErrorCondition::BadRequest,
         ),
         (
             roster_set("empty", item("a@localhost").with_child(group(""))),
-            "not-acceptable",
+            StanzaErrorCondition::NotAcceptable,
         ),
         (
             roster_set(
                 "long",
                 item("a@localhost").with_attr("name", "n".repeat(2000)),
             ),
-            "not-acceptable",
+            StanzaErrorCondition::NotAcceptable,
         ),
-        (roster_set("full", item("a@localhost/res")), "bad-request"),
+        (
+            roster_set("full", item("a@localhost/res")),
+            StanzaErrorCondition::BadRequest,
+        ),
         (
             roster_set("nojid", Element::new("item", ROSTER)),
-            "bad-request",
+            StanzaErrorCondition::BadRequest,
         ),
-        (roster_set("bad", item("a@b@c")), "jid-malformed"),
+        (
+            roster_set("bad", item("a@b@c")),
+            StanzaErrorCondition::JidMalformed,
+        ),
     ];
-    for (iq, condition) in cases {
+    for (iq, want) in cases {
         let id = iq.attr("id").unwrap_or_default().to_string();
-        c.send(iq).await.expect("send");
+        send(&c, iq).await;
         let e = c.recv().await;
         assert_eq!(e.attr("type"), Some("error"), "{id}: {e}");
-        assert_eq!(error_condition(&e).as_deref(), Some(condition), "{id}: {e}");
+        assert_eq!(condition(&e), Some(want), "{id}: {e}");
     }
     c.expect_silence().await;
 }
 
 #[tokio::test]
 async fn another_accounts_roster_is_forbidden() {
-    let s = server(&[JULIET, "romeo@localhost"]).await;
+    let s = im_server(&[JULIET, ROMEO]).await;
     let mut c = TestClient::connect(&s, "juliet@localhost/balcony").await;
-    c.send(roster_get("x", None).with_attr("to", "romeo@localhost"))
-        .await
-        .expect("send");
+    send(&c, roster_get("x", None).with_attr("to", "romeo@localhost")).await;
     let e = c.recv().await;
-    assert_eq!(error_condition(&e).as_deref(), Some("forbidden"), "{e}");
+    assert_condition(&e, StanzaErrorCondition::Forbidden);
 }
 
 #[tokio::test]
 async fn stream_features_advertised() {
-    let s = server(&[]).await;
+    let s = im_server(&[]).await;
     let features: Vec<String> = s
         .hooks
         .features(FeatureStage::PostAuth)

@@ -1,50 +1,12 @@
 //! XEP-0030 Service Discovery: disco#info and disco#items of the server and of accounts
 //! (§3, §4), node handling (§3.2 item-not-found), and the XEP-0115 `NODE#VER` node.
-#![allow(dead_code)]
 
-// --- shared test helpers (each test file is its own crate, so they are repeated) ---
-use std::sync::Arc;
+mod support;
 
-use starling_core::testing::{self, TestClient};
-use starling_core::{Config, Server};
-use starling_proto::{StanzaError, StanzaErrorCondition};
-use starling_xml::{ns, parse_document, Element, Limits};
-
-fn xml(s: &str) -> Element {
-    parse_document(s.as_bytes(), ns::CLIENT, &Limits::default()).expect("test XML")
-}
-
-async fn server_with(config: Config) -> Arc<Server> {
-    let server = testing::server(config, starling_modules::default_modules()).await;
-    testing::create_account(&server, "juliet@localhost", "pw").await;
-    testing::create_account(&server, "romeo@localhost", "pw").await;
-    server
-}
-
-async fn server() -> Arc<Server> {
-    server_with(Config::default()).await
-}
-
-/// Sends an IQ and returns the reply with its id, skipping whatever else arrives first.
-async fn iq(c: &mut TestClient, stanza: &str) -> Element {
-    let el = xml(stanza);
-    let id = el.attr("id").expect("test IQ has an id").to_string();
-    c.send(el).await.expect("send");
-    loop {
-        let got = c.recv().await;
-        if got.name() == "iq" && got.attr("id") == Some(id.as_str()) {
-            return got;
-        }
-    }
-}
-
-fn condition(reply: &Element) -> Option<StanzaErrorCondition> {
-    reply
-        .get_child("error", ns::CLIENT)
-        .and_then(StanzaError::from_element)
-        .map(|e| e.condition)
-}
-// --- end of helpers ---
+use starling_core::testing::TestClient;
+use starling_proto::StanzaErrorCondition;
+use starling_xml::Element;
+use support::*;
 
 const INFO: &str = "http://jabber.org/protocol/disco#info";
 const ITEMS: &str = "http://jabber.org/protocol/disco#items";
@@ -71,19 +33,33 @@ fn identities(query: &Element) -> Vec<(String, String, Option<String>)> {
         .collect()
 }
 
+/// Sends a disco `get` of namespace `ns` (to `to`, or with no 'to'; about `node`, or none) and
+/// returns the reply.
+async fn disco(
+    c: &mut TestClient,
+    id: &str,
+    to: Option<&str>,
+    ns: &str,
+    node: Option<&str>,
+) -> Element {
+    let node = node.map(|n| format!(" node='{n}'")).unwrap_or_default();
+    iq_get(c, id, to, &format!("<query xmlns='{ns}'{node}/>")).await
+}
+
+/// The `<query/>` of namespace `ns` in a reply that must be a result.
+#[track_caller]
+fn result_query<'a>(r: &'a Element, ns: &str) -> &'a Element {
+    assert_result(r);
+    r.get_child("query", ns).expect("query")
+}
+
 #[tokio::test]
 async fn server_info_lists_identity_and_every_service() {
     let server = server().await;
-    let mut juliet = TestClient::connect(&server, "juliet@localhost/balcony").await;
-    let r = iq(
-        &mut juliet,
-        "<iq type='get' id='d1' to='localhost'>\
-         <query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
-    )
-    .await;
-    assert_eq!(r.attr("type"), Some("result"), "{r}");
+    let mut juliet = TestClient::connect(&server, J_FULL).await;
+    let r = disco(&mut juliet, "d1", Some("localhost"), INFO, None).await;
+    let q = result_query(&r, INFO);
     assert_eq!(r.attr("from"), Some("localhost"));
-    let q = r.get_child("query", INFO).expect("query");
     assert_eq!(q.attr("node"), None);
     assert!(identities(q).contains(&("server".into(), "im".into(), Some("Starling".into()))));
     let f = features(q);
@@ -110,20 +86,10 @@ async fn server_info_lists_identity_and_every_service() {
 #[tokio::test]
 async fn unknown_node_is_item_not_found() {
     let server = server().await;
-    let mut juliet = TestClient::connect(&server, "juliet@localhost/balcony").await;
+    let mut juliet = TestClient::connect(&server, J_FULL).await;
     for ns in [INFO, ITEMS] {
-        let r = iq(
-            &mut juliet,
-            &format!(
-                "<iq type='get' id='n1' to='localhost'><query xmlns='{ns}' node='nope'/></iq>"
-            ),
-        )
-        .await;
-        assert_eq!(
-            condition(&r),
-            Some(StanzaErrorCondition::ItemNotFound),
-            "{r}"
-        );
+        let r = disco(&mut juliet, "n1", Some("localhost"), ns, Some("nope")).await;
+        assert_condition(&r, StanzaErrorCondition::ItemNotFound);
     }
 }
 
@@ -141,112 +107,59 @@ async fn caps_node_answers_like_the_plain_query() {
         c.attr("node").expect("node"),
         c.attr("ver").expect("ver")
     );
-    let mut juliet = TestClient::connect(&server, "juliet@localhost/balcony").await;
-    let plain = iq(
-        &mut juliet,
-        "<iq type='get' id='p' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
-    )
-    .await;
-    let r = iq(
-        &mut juliet,
-        &format!("<iq type='get' id='c' to='localhost'><query xmlns='{INFO}' node='{node}'/></iq>"),
-    )
-    .await;
-    assert_eq!(r.attr("type"), Some("result"), "{r}");
-    let q = r.get_child("query", INFO).expect("query");
+    let mut juliet = TestClient::connect(&server, J_FULL).await;
+    let plain = disco(&mut juliet, "p", Some("localhost"), INFO, None).await;
+    let r = disco(&mut juliet, "c", Some("localhost"), INFO, Some(&node)).await;
+    let q = result_query(&r, INFO);
     assert_eq!(q.attr("node"), Some(node.as_str()));
     let pq = plain.get_child("query", INFO).expect("query");
     assert_eq!(features(q), features(pq));
     assert_eq!(identities(q), identities(pq));
 
     let wrong = format!("{}#AAAA", c.attr("node").expect("node"));
-    let r = iq(
-        &mut juliet,
-        &format!(
-            "<iq type='get' id='w' to='localhost'><query xmlns='{INFO}' node='{wrong}'/></iq>"
-        ),
-    )
-    .await;
-    assert_eq!(condition(&r), Some(StanzaErrorCondition::ItemNotFound));
+    let r = disco(&mut juliet, "w", Some("localhost"), INFO, Some(&wrong)).await;
+    assert_condition(&r, StanzaErrorCondition::ItemNotFound);
 }
 
 #[tokio::test]
 async fn account_info_for_self_and_other_accounts() {
     let server = server().await;
-    let mut juliet = TestClient::connect(&server, "juliet@localhost/balcony").await;
+    let mut juliet = TestClient::connect(&server, J_FULL).await;
     // No 'to': the user's own account.
     for (id, to) in [
-        ("own", ""),
-        ("own2", " to='juliet@localhost'"),
-        ("other", " to='romeo@localhost'"),
+        ("own", None),
+        ("own2", Some(JULIET)),
+        ("other", Some(ROMEO)),
     ] {
-        let r = iq(
-            &mut juliet,
-            &format!("<iq type='get' id='{id}'{to}><query xmlns='{INFO}'/></iq>"),
-        )
-        .await;
-        assert_eq!(r.attr("type"), Some("result"), "{r}");
-        let q = r.get_child("query", INFO).expect("query");
+        let r = disco(&mut juliet, id, to, INFO, None).await;
+        let q = result_query(&r, INFO);
         assert_eq!(
             identities(q),
             vec![("account".to_string(), "registered".to_string(), None)]
         );
         assert!(features(q).iter().any(|f| f == INFO));
     }
-    let r = iq(
-        &mut juliet,
-        &format!("<iq type='get' id='ghost' to='nobody@localhost'><query xmlns='{INFO}'/></iq>"),
-    )
-    .await;
-    assert_eq!(
-        condition(&r),
-        Some(StanzaErrorCondition::ServiceUnavailable)
-    );
-    let r = iq(
-        &mut juliet,
-        &format!(
-            "<iq type='get' id='nd' to='romeo@localhost'><query xmlns='{INFO}' node='x'/></iq>"
-        ),
-    )
-    .await;
-    assert_eq!(condition(&r), Some(StanzaErrorCondition::ItemNotFound));
+    let r = disco(&mut juliet, "ghost", Some("nobody@localhost"), INFO, None).await;
+    assert_condition(&r, StanzaErrorCondition::ServiceUnavailable);
+    let r = disco(&mut juliet, "nd", Some(ROMEO), INFO, Some("x")).await;
+    assert_condition(&r, StanzaErrorCondition::ItemNotFound);
 }
 
 #[tokio::test]
 async fn items_are_empty_lists() {
     let server = server().await;
-    let mut juliet = TestClient::connect(&server, "juliet@localhost/balcony").await;
-    for (id, to) in [
-        ("h", "localhost"),
-        ("a", "romeo@localhost"),
-        ("o", "juliet@localhost"),
-    ] {
-        let r = iq(
-            &mut juliet,
-            &format!("<iq type='get' id='{id}' to='{to}'><query xmlns='{ITEMS}'/></iq>"),
-        )
-        .await;
-        assert_eq!(r.attr("type"), Some("result"), "{r}");
-        let q = r.get_child("query", ITEMS).expect("query");
-        assert_eq!(q.children().count(), 0);
+    let mut juliet = TestClient::connect(&server, J_FULL).await;
+    for (id, to) in [("h", "localhost"), ("a", ROMEO), ("o", JULIET)] {
+        let r = disco(&mut juliet, id, Some(to), ITEMS, None).await;
+        assert_eq!(result_query(&r, ITEMS).children().count(), 0);
     }
-    let r = iq(
-        &mut juliet,
-        &format!("<iq type='get' id='g' to='ghost@localhost'><query xmlns='{ITEMS}'/></iq>"),
-    )
-    .await;
-    assert_eq!(
-        condition(&r),
-        Some(StanzaErrorCondition::ServiceUnavailable)
-    );
+    let r = disco(&mut juliet, "g", Some("ghost@localhost"), ITEMS, None).await;
+    assert_condition(&r, StanzaErrorCondition::ServiceUnavailable);
     // disco#info set is not a thing: service-unavailable from the router.
     let r = iq(
         &mut juliet,
         &format!("<iq type='set' id='s' to='localhost'><query xmlns='{INFO}'/></iq>"),
     )
     .await;
-    assert_eq!(
-        condition(&r),
-        Some(StanzaErrorCondition::ServiceUnavailable)
-    );
+    assert_condition(&r, StanzaErrorCondition::ServiceUnavailable);
 }

@@ -2,59 +2,21 @@
 //! errors conflict / not-acceptable / per-address rate limit), the stream feature only when
 //! enabled (§4), and for an authenticated user `<registered/>`, password change (§3.3) and
 //! cancellation (§3.2: account deleted, sessions closed with `<not-authorized/>`).
-#![allow(dead_code)]
 
-// --- shared test helpers (each test file is its own crate, so they are repeated) ---
-use std::sync::Arc;
-
-use starling_core::testing::{self, TestClient};
-use starling_core::{Config, Server};
-use starling_proto::{StanzaError, StanzaErrorCondition};
-use starling_xml::{ns, parse_document, Element, Limits};
-
-fn xml(s: &str) -> Element {
-    parse_document(s.as_bytes(), ns::CLIENT, &Limits::default()).expect("test XML")
-}
-
-async fn server_with(config: Config) -> Arc<Server> {
-    let server = testing::server(config, starling_modules::default_modules()).await;
-    testing::create_account(&server, "juliet@localhost", "pw").await;
-    testing::create_account(&server, "romeo@localhost", "pw").await;
-    server
-}
-
-async fn server() -> Arc<Server> {
-    server_with(Config::default()).await
-}
-
-/// Sends an IQ and returns the reply with its id, skipping whatever else arrives first.
-async fn iq(c: &mut TestClient, stanza: &str) -> Element {
-    let el = xml(stanza);
-    let id = el.attr("id").expect("test IQ has an id").to_string();
-    c.send(el).await.expect("send");
-    loop {
-        let got = c.recv().await;
-        if got.name() == "iq" && got.attr("id") == Some(id.as_str()) {
-            return got;
-        }
-    }
-}
-
-fn condition(reply: &Element) -> Option<StanzaErrorCondition> {
-    reply
-        .get_child("error", ns::CLIENT)
-        .and_then(StanzaError::from_element)
-        .map(|e| e.condition)
-}
-// --- end of helpers ---
+mod support;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use starling_core::{FeatureStage, IqResult, PreAuthIq};
+use starling_core::testing::TestClient;
+use starling_core::{Config, FeatureStage, IqResult, PreAuthIq, Server};
 use starling_proto::sasl::HashAlg;
-use starling_proto::StreamErrorCondition;
+use starling_proto::{StanzaErrorCondition, StreamErrorCondition};
+use support::*;
 
 const REGISTER: &str = "jabber:iq:register";
+/// The pre-authentication request for the registration form.
+const FORM_GET: &str = "<iq type='get' id='f'><query xmlns='jabber:iq:register'/></iq>";
 
 fn enabled() -> Config {
     let mut c = Config::default();
@@ -92,6 +54,22 @@ fn err_of(r: IqResult) -> StanzaErrorCondition {
     r.expect_err("an error").condition
 }
 
+/// Whether the stream feature is offered before authentication (§4).
+fn advertised(server: &Server) -> bool {
+    server
+        .hooks
+        .features(FeatureStage::PreAuth)
+        .any(|f| f.is("register", "http://jabber.org/features/iq-register"))
+}
+
+async fn exists(server: &Server, user: &str) -> bool {
+    server
+        .store
+        .account_exists("localhost", user)
+        .await
+        .expect("store")
+}
+
 async fn password_works(server: &Server, user: &str, password: &str) -> bool {
     let creds = server
         .store
@@ -105,12 +83,7 @@ async fn password_works(server: &Server, user: &str, password: &str) -> bool {
 #[tokio::test]
 async fn disabled_by_default() {
     let server = server().await;
-    let r = pre_auth(
-        &server,
-        "<iq type='get' id='f'><query xmlns='jabber:iq:register'/></iq>",
-        "192.0.2.1:40000",
-    )
-    .await;
+    let r = pre_auth(&server, FORM_GET, "192.0.2.1:40000").await;
     assert_eq!(err_of(r), StanzaErrorCondition::ServiceUnavailable);
     let r = pre_auth(
         &server,
@@ -119,27 +92,17 @@ async fn disabled_by_default() {
     )
     .await;
     assert_eq!(err_of(r), StanzaErrorCondition::ServiceUnavailable);
-    assert!(!server
-        .hooks
-        .features(FeatureStage::PreAuth)
-        .any(|f| f.is("register", "http://jabber.org/features/iq-register")));
+    assert!(!advertised(&server));
 }
 
 #[tokio::test]
 async fn form_then_account_creation() {
     let server = server_with(enabled()).await;
-    assert!(server
-        .hooks
-        .features(FeatureStage::PreAuth)
-        .any(|f| f.is("register", "http://jabber.org/features/iq-register")));
-    let form = pre_auth(
-        &server,
-        "<iq type='get' id='f'><query xmlns='jabber:iq:register'/></iq>",
-        "192.0.2.1:40000",
-    )
-    .await
-    .expect("form")
-    .expect("payload");
+    assert!(advertised(&server));
+    let form = pre_auth(&server, FORM_GET, "192.0.2.1:40000")
+        .await
+        .expect("form")
+        .expect("payload");
     assert!(form.has_child("username", REGISTER));
     assert!(form.has_child("password", REGISTER));
     assert!(form.has_child("instructions", REGISTER));
@@ -172,12 +135,7 @@ async fn one_registration_per_address_per_interval() {
     let e = r.expect_err("rate limited");
     assert_eq!(e.condition, StanzaErrorCondition::ResourceConstraint);
     assert_eq!(e.error_type, starling_proto::ErrorType::Wait);
-    let exists = server
-        .store
-        .account_exists("localhost", "two")
-        .await
-        .expect("store");
-    assert!(!exists);
+    assert!(!exists(&server, "two").await);
 }
 
 #[tokio::test]
@@ -208,13 +166,9 @@ async fn incomplete_or_invalid_requests() {
 #[tokio::test]
 async fn registered_users_see_their_registration() {
     let server = server().await;
-    let mut juliet = TestClient::connect(&server, "juliet@localhost/balcony").await;
-    for (id, to) in [("a", ""), ("b", " to='localhost'")] {
-        let r = iq(
-            &mut juliet,
-            &format!("<iq type='get' id='{id}'{to}><query xmlns='jabber:iq:register'/></iq>"),
-        )
-        .await;
+    let mut juliet = TestClient::connect(&server, J_FULL).await;
+    for (id, to) in [("a", None), ("b", Some("localhost"))] {
+        let r = iq_get(&mut juliet, id, to, "<query xmlns='jabber:iq:register'/>").await;
         let q = r.get_child("query", REGISTER).expect("query");
         assert!(q.has_child("registered", REGISTER), "{r}");
         assert_eq!(
@@ -228,37 +182,37 @@ async fn registered_users_see_their_registration() {
 #[tokio::test]
 async fn password_change() {
     let server = server().await;
-    let mut juliet = TestClient::connect(&server, "juliet@localhost/balcony").await;
+    let mut juliet = TestClient::connect(&server, J_FULL).await;
     let r = iq(
         &mut juliet,
         "<iq type='set' id='c' to='localhost'><query xmlns='jabber:iq:register'>\
          <username>juliet</username><password>n3w</password></query></iq>",
     )
     .await;
-    assert_eq!(r.attr("type"), Some("result"), "{r}");
+    assert_result(&r);
     assert!(password_works(&server, "juliet", "n3w").await);
 
-    let cases = [
-        (
-            "<iq type='set' id='c1'><query xmlns='jabber:iq:register'>\
+    assert_conditions(
+        &mut juliet,
+        &[
+            (
+                "<iq type='set' id='c1'><query xmlns='jabber:iq:register'>\
              <username>romeo</username><password>x</password></query></iq>",
-            StanzaErrorCondition::Forbidden,
-        ),
-        (
-            "<iq type='set' id='c2'><query xmlns='jabber:iq:register'>\
+                StanzaErrorCondition::Forbidden,
+            ),
+            (
+                "<iq type='set' id='c2'><query xmlns='jabber:iq:register'>\
              <username>juliet</username><password/></query></iq>",
-            StanzaErrorCondition::NotAcceptable,
-        ),
-        (
-            "<iq type='set' id='c3'><query xmlns='jabber:iq:register'>\
+                StanzaErrorCondition::NotAcceptable,
+            ),
+            (
+                "<iq type='set' id='c3'><query xmlns='jabber:iq:register'>\
              <password>x</password></query></iq>",
-            StanzaErrorCondition::BadRequest,
-        ),
-    ];
-    for (stanza, want) in cases {
-        let r = iq(&mut juliet, stanza).await;
-        assert_eq!(condition(&r), Some(want), "{r}");
-    }
+                StanzaErrorCondition::BadRequest,
+            ),
+        ],
+    )
+    .await;
     assert!(password_works(&server, "juliet", "n3w").await);
     assert!(password_works(&server, "romeo", "pw").await);
 }
@@ -268,41 +222,36 @@ async fn password_change_can_be_disabled() {
     let mut config = Config::default();
     config.registration.allow_password_change = false;
     let server = server_with(config).await;
-    let mut juliet = TestClient::connect(&server, "juliet@localhost/balcony").await;
+    let mut juliet = TestClient::connect(&server, J_FULL).await;
     let r = iq(
         &mut juliet,
         "<iq type='set' id='c'><query xmlns='jabber:iq:register'>\
          <username>juliet</username><password>n3w</password></query></iq>",
     )
     .await;
-    assert_eq!(condition(&r), Some(StanzaErrorCondition::NotAllowed), "{r}");
+    assert_condition(&r, StanzaErrorCondition::NotAllowed);
     assert!(password_works(&server, "juliet", "pw").await);
 }
 
 #[tokio::test]
 async fn cancellation_deletes_the_account_and_ends_its_sessions() {
     let server = server().await;
-    let mut balcony = TestClient::connect(&server, "juliet@localhost/balcony").await;
+    let mut balcony = TestClient::connect(&server, J_FULL).await;
     let chamber = TestClient::connect(&server, "juliet@localhost/chamber").await;
     let r = iq(
         &mut balcony,
         "<iq type='set' id='bad'><query xmlns='jabber:iq:register'><remove/><username>x</username></query></iq>",
     )
     .await;
-    assert_eq!(condition(&r), Some(StanzaErrorCondition::BadRequest), "{r}");
+    assert_condition(&r, StanzaErrorCondition::BadRequest);
 
     let r = iq(
         &mut balcony,
         "<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>",
     )
     .await;
-    assert_eq!(r.attr("type"), Some("result"), "{r}");
-    let exists = server
-        .store
-        .account_exists("localhost", "juliet")
-        .await
-        .expect("store");
-    assert!(!exists);
+    assert_result(&r);
+    assert!(!exists(&server, "juliet").await);
     for s in [&balcony.session, &chamber.session] {
         let why = tokio::time::timeout(std::time::Duration::from_secs(1), s.closed())
             .await

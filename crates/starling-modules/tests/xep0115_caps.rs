@@ -1,53 +1,15 @@
 //! XEP-0115 Entity Capabilities of the server: the `<c/>` stream feature at both stages, and
 //! its `ver` is the §5.1 hash of what disco#info actually answers.
-#![allow(dead_code)]
 
-// --- shared test helpers (each test file is its own crate, so they are repeated) ---
+mod support;
+
 use std::sync::Arc;
 
-use starling_core::testing::{self, TestClient};
-use starling_core::{Config, Server};
-use starling_proto::{StanzaError, StanzaErrorCondition};
-use starling_xml::{ns, parse_document, Element, Limits};
-
-fn xml(s: &str) -> Element {
-    parse_document(s.as_bytes(), ns::CLIENT, &Limits::default()).expect("test XML")
-}
-
-async fn server_with(config: Config) -> Arc<Server> {
-    let server = testing::server(config, starling_modules::default_modules()).await;
-    testing::create_account(&server, "juliet@localhost", "pw").await;
-    testing::create_account(&server, "romeo@localhost", "pw").await;
-    server
-}
-
-async fn server() -> Arc<Server> {
-    server_with(Config::default()).await
-}
-
-/// Sends an IQ and returns the reply with its id, skipping whatever else arrives first.
-async fn iq(c: &mut TestClient, stanza: &str) -> Element {
-    let el = xml(stanza);
-    let id = el.attr("id").expect("test IQ has an id").to_string();
-    c.send(el).await.expect("send");
-    loop {
-        let got = c.recv().await;
-        if got.name() == "iq" && got.attr("id") == Some(id.as_str()) {
-            return got;
-        }
-    }
-}
-
-fn condition(reply: &Element) -> Option<StanzaErrorCondition> {
-    reply
-        .get_child("error", ns::CLIENT)
-        .and_then(StanzaError::from_element)
-        .map(|e| e.condition)
-}
-// --- end of helpers ---
-
-use starling_core::FeatureStage;
+use starling_core::testing::TestClient;
+use starling_core::{Config, FeatureStage, Server};
 use starling_modules::services::caps::{self, CapsIdentity};
+use starling_xml::Element;
+use support::*;
 
 const INFO: &str = "http://jabber.org/protocol/disco#info";
 const CAPS: &str = "http://jabber.org/protocol/caps";
@@ -82,10 +44,12 @@ async fn ver_matches_the_disco_answer() {
         .attr("ver")
         .expect("ver")
         .to_string();
-    let mut juliet = TestClient::connect(&server, "juliet@localhost/balcony").await;
-    let r = iq(
+    let mut juliet = TestClient::connect(&server, J_FULL).await;
+    let r = iq_get(
         &mut juliet,
-        "<iq type='get' id='d' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+        "d",
+        Some("localhost"),
+        &format!("<query xmlns='{INFO}'/>"),
     )
     .await;
     let q = r.get_child("query", INFO).expect("query");
@@ -117,12 +81,13 @@ async fn ver_matches_the_disco_answer() {
 #[tokio::test]
 async fn ver_changes_with_the_feature_set() {
     let full = server().await;
-    let only = testing::server(
+    let only = server_of(
         Config::default(),
         vec![
             Arc::new(starling_modules::services::disco::Disco),
             Arc::new(caps::Caps),
         ],
+        &[],
     )
     .await;
     let a = caps_feature(&full, FeatureStage::PostAuth);

@@ -120,6 +120,16 @@ pub(crate) fn deliver_to_available(server: &Server, bare: &Jid, stanza: &Element
         .count()
 }
 
+/// Tells `to` that each available resource of `account` is gone: it no longer receives the
+/// account's presence (RFC 6121 §3.2.2, §3.3.3).
+pub(crate) async fn announce_unavailable(server: &Arc<Server>, account: &Jid, to: &Jid) {
+    for s in available_sessions(server, account) {
+        server
+            .route(presence(&s.jid, to, Some("unavailable")))
+            .await;
+    }
+}
+
 /// `<presence/>` in jabber:client with the given addresses and type.
 pub(crate) fn presence(from: &Jid, to: &Jid, ty: Option<&str>) -> Element {
     Element::new("presence", ns::CLIENT)

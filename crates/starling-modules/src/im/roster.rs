@@ -16,7 +16,7 @@ use starling_store::{RosterItem, StoreError, Subscription};
 use starling_xml::{ns, Element};
 
 use super::subscription::{has_from, has_to};
-use super::{account_of, available_sessions, presence, AccountLocks, NS_ROSTER};
+use super::{account_of, announce_unavailable, presence, AccountLocks, NS_ROSTER};
 
 /// Longest item name or group name we keep (RFC 6121 §2.3.3 lets the server set a limit).
 const MAX_NAME_BYTES: usize = 1023;
@@ -199,11 +199,7 @@ impl RosterModule {
         }
         if has_from(old.subscription) {
             // The contact stops seeing us: tell it each resource is gone (§3.2.2).
-            for s in available_sessions(server, account) {
-                server
-                    .route(presence(&s.jid, contact, Some("unavailable")))
-                    .await;
-            }
+            announce_unavailable(server, account, contact).await;
         }
         if has_from(old.subscription) || pending_in {
             server

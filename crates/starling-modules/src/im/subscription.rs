@@ -16,7 +16,7 @@ use tracing::warn;
 
 use super::roster::{item_element, push};
 use super::{
-    account_of, available_sessions, deliver_to_available, presence, send_current_presence,
+    account_of, announce_unavailable, deliver_to_available, presence, send_current_presence,
     AccountLocks,
 };
 
@@ -68,6 +68,42 @@ fn sub_of(to: bool, from: bool) -> Subscription {
     }
 }
 
+/// The contact now receives the user's presence: 'from' added, the request answered.
+fn from_granted(s: State) -> State {
+    State {
+        sub: sub_of(has_to(s.sub), true),
+        pending_in: false,
+        ..s
+    }
+}
+
+/// The contact no longer receives the user's presence: 'from' and any pending-in request end.
+fn from_cancelled(s: State) -> State {
+    State {
+        sub: sub_of(has_to(s.sub), false),
+        pending_in: false,
+        ..s
+    }
+}
+
+/// The user now receives the contact's presence: 'to' added, the request answered.
+fn to_granted(s: State) -> State {
+    State {
+        sub: sub_of(true, has_from(s.sub)),
+        ask_out: false,
+        ..s
+    }
+}
+
+/// The user no longer receives the contact's presence: 'to' and any pending-out request end.
+fn to_cancelled(s: State) -> State {
+    State {
+        sub: sub_of(false, has_from(s.sub)),
+        ask_out: false,
+        ..s
+    }
+}
+
 /// Appendix A.2: the user's server on an outbound subscription stanza. `None` is "no state
 /// change". Subscribe and unsubscribe are routed whatever the state; subscribed and
 /// unsubscribed only when the state changed (the contact's server has nothing to learn
@@ -80,24 +116,12 @@ pub(crate) fn outbound_transition(kind: Kind, s: State) -> Option<State> {
             ..s
         },
         // A.2.2: the user cancels its subscription (and any pending-out).
-        Kind::Unsubscribe => State {
-            sub: sub_of(false, has_from(s.sub)),
-            ask_out: false,
-            ..s
-        },
+        Kind::Unsubscribe => to_cancelled(s),
         // A.2.3: approval of a pending-in request.
-        Kind::Subscribed if s.pending_in => State {
-            sub: sub_of(has_to(s.sub), true),
-            pending_in: false,
-            ..s
-        },
+        Kind::Subscribed if s.pending_in => from_granted(s),
         Kind::Subscribed => s,
         // A.2.4: denial of a pending-in request or cancellation of the contact's subscription.
-        Kind::Unsubscribed => State {
-            sub: sub_of(has_to(s.sub), false),
-            pending_in: false,
-            ..s
-        },
+        Kind::Unsubscribed => from_cancelled(s),
     };
     (new != s).then_some(new)
 }
@@ -114,24 +138,12 @@ pub(crate) fn inbound_transition(kind: Kind, s: State) -> Option<State> {
             ..s
         },
         // A.3.2
-        Kind::Unsubscribe => State {
-            sub: sub_of(has_to(s.sub), false),
-            pending_in: false,
-            ..s
-        },
+        Kind::Unsubscribe => from_cancelled(s),
         // A.3.3: only an approval we asked for counts.
-        Kind::Subscribed if s.ask_out => State {
-            sub: sub_of(true, has_from(s.sub)),
-            ask_out: false,
-            ..s
-        },
+        Kind::Subscribed if s.ask_out => to_granted(s),
         Kind::Subscribed => s,
         // A.3.4
-        Kind::Unsubscribed => State {
-            sub: sub_of(false, has_from(s.sub)),
-            ask_out: false,
-            ..s
-        },
+        Kind::Unsubscribed => to_cancelled(s),
     };
     (new != s).then_some(new)
 }
@@ -140,6 +152,24 @@ pub(crate) fn inbound_transition(kind: Kind, s: State) -> Option<State> {
 struct Loaded {
     item: Option<RosterItem>,
     pending_in: bool,
+}
+
+/// A change to write for one contact: the new state, whether a pre-approval stays, and the
+/// request stanza to store with a new pending-in record.
+struct Change<'a> {
+    state: State,
+    approved: bool,
+    request: Option<&'a Element>,
+}
+
+impl Change<'_> {
+    fn new(state: State, approved: bool) -> Self {
+        Change {
+            state,
+            approved,
+            request: None,
+        }
+    }
 }
 
 impl Loaded {
@@ -181,12 +211,11 @@ impl Loaded {
         server: &Server,
         account: &Jid,
         contact: &str,
-        new: State,
-        approved: bool,
-        request: Option<&Element>,
+        change: Change<'_>,
     ) -> Result<(), StoreError> {
         let (host, user) =
             account_of(account).ok_or_else(|| StoreError::NotFound(account.to_string()))?;
+        let new = change.state;
         let mut item = self.item.clone().unwrap_or_else(|| RosterItem {
             jid: contact.to_string(),
             name: None,
@@ -198,7 +227,7 @@ impl Loaded {
         item.subscription = new.sub;
         item.ask_out = new.ask_out;
         // A pre-approval is spent once the contact is subscribed.
-        item.approved = approved && !has_from(new.sub);
+        item.approved = change.approved && !has_from(new.sub);
         let worth_keeping =
             item.subscription != Subscription::None || item.ask_out || item.approved;
         if (self.item.is_some() || worth_keeping) && self.item.as_ref() != Some(&item) {
@@ -206,7 +235,7 @@ impl Loaded {
             push(server, account, ver, item_element(&item));
         }
         if new.pending_in && !self.pending_in {
-            let xml = request.map(Element::to_xml).unwrap_or_default();
+            let xml = change.request.map(Element::to_xml).unwrap_or_default();
             server
                 .store
                 .add_pending_in(host, user, contact, &xml)
@@ -216,6 +245,38 @@ impl Loaded {
         }
         Ok(())
     }
+}
+
+/// Under the account's lock: reads what the account holds about `contact`, lets `decide`
+/// choose the change from the current state and pre-approval, and writes it. `false` when
+/// the account has no store key or the store failed (logged): the stanza is then dropped.
+async fn transition<'a>(
+    server: &Server,
+    locks: &AccountLocks,
+    account: &Jid,
+    contact: &Jid,
+    decide: impl FnOnce(State, bool) -> Option<Change<'a>>,
+) -> bool {
+    let Some((host, user)) = account_of(account) else {
+        return false;
+    };
+    let key = contact.to_string();
+    let _guard = locks.lock(account).await;
+    let loaded = match Loaded::read(server, host, user, &key).await {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(%account, %contact, error = %e, "roster read failed; subscription dropped");
+            return false;
+        }
+    };
+    let Some(change) = decide(loaded.state(), loaded.approved()) else {
+        return true;
+    };
+    if let Err(e) = loaded.apply(server, account, &key, change).await {
+        warn!(%account, %contact, error = %e, "roster write failed; subscription dropped");
+        return false;
+    }
+    true
 }
 
 /// A subscription stanza from a local client (§3.1.2, §3.1.5, §3.2.2, §3.3.2, §3.4).
@@ -228,70 +289,41 @@ pub(crate) async fn outbound(
     mut stanza: Element,
 ) {
     let account = session.jid.bare();
-    let Some((host, user)) = account_of(&account) else {
-        return;
-    };
     // Subscriptions are between bare JIDs: stamp both ends (§3.1.2).
     let contact = contact.bare();
-    let key = contact.to_string();
     stanza.set_attr("from", account.to_string());
-    stanza.set_attr("to", key.as_str());
+    stanza.set_attr("to", contact.to_string());
     let (mut route, mut send_presence, mut send_unavailable) = (false, false, false);
-    {
-        let _guard = locks.lock(&account).await;
-        let loaded = match Loaded::read(server, host, user, &key).await {
-            Ok(l) => l,
-            Err(e) => {
-                warn!(%account, %contact, error = %e, "roster read failed; subscription dropped");
-                return;
-            }
-        };
-        let s = loaded.state();
-        let approved = loaded.approved();
-        let result = match (kind, outbound_transition(kind, s)) {
+    let written = transition(server, locks, &account, &contact, |s, approved| {
+        match (kind, outbound_transition(kind, s)) {
             (Kind::Subscribe | Kind::Unsubscribe, change) => {
                 route = true;
-                match change {
-                    Some(new) => {
-                        loaded
-                            .apply(server, &account, &key, new, approved, None)
-                            .await
-                    }
-                    None => Ok(()),
-                }
+                change.map(|new| Change::new(new, approved))
             }
             (Kind::Subscribed, Some(new)) => {
                 route = true;
                 send_presence = true;
-                loaded.apply(server, &account, &key, new, false, None).await
+                Some(Change::new(new, false))
             }
             // §3.4: approving before being asked is a pre-approval, kept and not routed.
-            (Kind::Subscribed, None) if !has_from(s.sub) && !approved => {
-                loaded.apply(server, &account, &key, s, true, None).await
-            }
+            (Kind::Subscribed, None) if !has_from(s.sub) && !approved => Some(Change::new(s, true)),
             (Kind::Unsubscribed, Some(new)) => {
                 route = true;
                 send_unavailable = has_from(s.sub);
-                loaded.apply(server, &account, &key, new, false, None).await
+                Some(Change::new(new, false))
             }
             // §3.4: unsubscribed without a subscription to cancel withdraws a pre-approval.
-            (Kind::Unsubscribed, None) if approved => {
-                loaded.apply(server, &account, &key, s, false, None).await
-            }
-            _ => Ok(()),
-        };
-        if let Err(e) = result {
-            warn!(%account, %contact, error = %e, "roster write failed; subscription dropped");
-            return;
+            (Kind::Unsubscribed, None) if approved => Some(Change::new(s, false)),
+            _ => None,
         }
+    })
+    .await;
+    if !written {
+        return;
     }
     if send_unavailable {
         // §3.2.2: the contact no longer receives our presence; it learns we are gone.
-        for s in available_sessions(server, &account) {
-            server
-                .route(presence(&s.jid, &contact, Some("unavailable")))
-                .await;
-        }
+        announce_unavailable(server, &account, &contact).await;
     }
     if route {
         server.route(stanza).await;
@@ -313,59 +345,40 @@ pub(crate) async fn inbound(
 ) {
     let account = account.bare();
     let contact = contact.bare();
-    let Some((host, user)) = account_of(&account) else {
-        return;
-    };
-    let key = contact.to_string();
     // §3.1.3: a request to a full JID is treated as sent to the bare JID.
     stanza.set_attr("to", account.to_string());
     let (mut deliver, mut auto_approve, mut send_unavailable) = (false, false, false);
-    {
-        let _guard = locks.lock(&account).await;
-        let loaded = match Loaded::read(server, host, user, &key).await {
-            Ok(l) => l,
-            Err(e) => {
-                warn!(%account, %contact, error = %e, "roster read failed; subscription dropped");
-                return;
-            }
-        };
-        let s = loaded.state();
-        let approved = loaded.approved();
-        let result = match (kind, inbound_transition(kind, s)) {
+    let written = transition(server, locks, &account, &contact, |s, approved| {
+        match (kind, inbound_transition(kind, s)) {
             // §3.1.3: already subscribed: answer on the user's behalf.
             (Kind::Subscribe, _) if has_from(s.sub) => {
                 auto_approve = true;
-                Ok(())
+                None
             }
             // §3.4: pre-approved: the subscription is granted without asking the user.
             (Kind::Subscribe, _) if approved => {
                 auto_approve = true;
-                let new = State {
-                    sub: sub_of(has_to(s.sub), true),
-                    pending_in: false,
-                    ..s
-                };
-                loaded.apply(server, &account, &key, new, false, None).await
+                Some(Change::new(from_granted(s), false))
             }
             (Kind::Unsubscribe, Some(new)) => {
                 deliver = true;
                 send_unavailable = has_from(s.sub);
-                loaded
-                    .apply(server, &account, &key, new, approved, None)
-                    .await
+                Some(Change::new(new, approved))
             }
             (_, Some(new)) => {
                 deliver = true;
-                loaded
-                    .apply(server, &account, &key, new, approved, Some(&stanza))
-                    .await
+                Some(Change {
+                    state: new,
+                    approved,
+                    request: Some(&stanza),
+                })
             }
-            (_, None) => Ok(()),
-        };
-        if let Err(e) = result {
-            warn!(%account, %contact, error = %e, "roster write failed; subscription dropped");
-            return;
+            (_, None) => None,
         }
+    })
+    .await;
+    if !written {
+        return;
     }
     if deliver {
         // A subscribe nobody sees now waits in storage for the next initial presence.
@@ -373,11 +386,7 @@ pub(crate) async fn inbound(
     }
     if send_unavailable {
         // §3.3.3: the contact no longer receives the user's presence.
-        for s in available_sessions(server, &account) {
-            server
-                .route(presence(&s.jid, &contact, Some("unavailable")))
-                .await;
-        }
+        announce_unavailable(server, &account, &contact).await;
     }
     if auto_approve {
         server

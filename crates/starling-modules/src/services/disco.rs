@@ -15,12 +15,10 @@ use starling_proto::{StanzaError, StanzaErrorCondition};
 use starling_xml::Element;
 
 use super::caps::NS_CAPS;
-use super::util::ensure_account;
+use super::util::{answer_gets, ensure_account, ALL_TARGETS};
 
 pub const NS_INFO: &str = "http://jabber.org/protocol/disco#info";
 pub const NS_ITEMS: &str = "http://jabber.org/protocol/disco#items";
-
-const ALL_TARGETS: [IqTarget; 3] = [IqTarget::Host, IqTarget::OwnAccount, IqTarget::OtherAccount];
 
 /// The XEP-0030 module: registers the server's `server/im` identity and answers queries.
 pub struct Disco;
@@ -32,20 +30,10 @@ impl Module for Disco {
 
     fn register(self: Arc<Self>, reg: &mut Registrar) {
         reg.host_identity("server", "im", Some("Starling"));
-        reg.host_feature(NS_INFO);
-        reg.host_feature(NS_ITEMS);
         // XEP-0030 §3.1 registry: a bare JID of a registered account on the server.
         reg.account_identity("account", "registered", None);
-        reg.account_feature(NS_INFO);
-        reg.account_feature(NS_ITEMS);
-        reg.iq(false, &ALL_TARGETS, "query", NS_INFO, Arc::new(InfoHandler));
-        reg.iq(
-            false,
-            &ALL_TARGETS,
-            "query",
-            NS_ITEMS,
-            Arc::new(ItemsHandler),
-        );
+        answer_gets(reg, &ALL_TARGETS, "query", NS_INFO, Arc::new(InfoHandler));
+        answer_gets(reg, &ALL_TARGETS, "query", NS_ITEMS, Arc::new(ItemsHandler));
     }
 }
 

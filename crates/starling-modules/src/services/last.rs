@@ -20,7 +20,7 @@ use starling_store::Subscription;
 use starling_xml::{ns, Element};
 use tracing::warn;
 
-use super::util::{account_key, ensure_account, store_error, unix_now};
+use super::util::{account_key, answer_gets, ensure_account, store_error, unix_now, ALL_TARGETS};
 
 pub const NS_LAST: &str = "jabber:iq:last";
 /// Key-value store holding `"<unix time>\n<status>"` of the last logout.
@@ -42,15 +42,7 @@ impl Module for LastActivity {
     }
 
     fn register(self: Arc<Self>, reg: &mut Registrar) {
-        reg.host_feature(NS_LAST);
-        reg.account_feature(NS_LAST);
-        reg.iq(
-            false,
-            &[IqTarget::Host, IqTarget::OwnAccount, IqTarget::OtherAccount],
-            "query",
-            NS_LAST,
-            Arc::new(LastHandler),
-        );
+        answer_gets(reg, &ALL_TARGETS, "query", NS_LAST, Arc::new(LastHandler));
         reg.hook(
             events::PRE_PRESENCE,
             PRESENCE_HOOK_PRIORITY,

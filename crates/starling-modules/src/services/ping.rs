@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use starling_core::{IqHandler, IqRequest, IqResult, IqTarget, Module, Registrar, Server};
 
-use super::util::ensure_account;
+use super::util::{answer_gets, ensure_account, ALL_TARGETS};
 
 pub const NS_PING: &str = "urn:xmpp:ping";
 
@@ -20,15 +20,7 @@ impl Module for Ping {
     }
 
     fn register(self: Arc<Self>, reg: &mut Registrar) {
-        reg.host_feature(NS_PING);
-        reg.account_feature(NS_PING);
-        reg.iq(
-            false,
-            &[IqTarget::Host, IqTarget::OwnAccount, IqTarget::OtherAccount],
-            "ping",
-            NS_PING,
-            Arc::new(PingHandler),
-        );
+        answer_gets(reg, &ALL_TARGETS, "ping", NS_PING, Arc::new(PingHandler));
     }
 }
 

@@ -114,17 +114,22 @@ async fn hash_password(password: String) -> Result<StoredCredentials, StanzaErro
     .map_err(|_| StanzaError::new(StanzaErrorCondition::InternalServerError))
 }
 
-/// The non-empty, bounded password of a query (§3.1 note: an empty one is missing data).
-fn password_of(query: &Element) -> Result<String, StanzaError> {
-    let pw = query
-        .child_text("password", NS_REGISTER)
-        .unwrap_or_default();
-    if pw.is_empty() {
+/// The text of a field the query must fill: absent or empty is `not-acceptable` (§3.1 note:
+/// an empty value is missing data).
+fn required(query: &Element, field: &str) -> Result<String, StanzaError> {
+    let value = query.child_text(field, NS_REGISTER).unwrap_or_default();
+    if value.is_empty() {
         return Err(err(
             StanzaErrorCondition::NotAcceptable,
-            "a password is required",
+            &format!("a {field} is required"),
         ));
     }
+    Ok(value)
+}
+
+/// The non-empty, bounded password of a query.
+fn password_of(query: &Element) -> Result<String, StanzaError> {
+    let pw = required(query, "password")?;
     if pw.len() > MAX_PASSWORD_BYTES {
         return Err(err(
             StanzaErrorCondition::NotAcceptable,
@@ -173,15 +178,7 @@ impl PreAuthRegister {
             // §3.2 table: cancelling needs an account, and we do not know who this is yet.
             return Err(StanzaError::new(StanzaErrorCondition::UnexpectedRequest));
         }
-        let username = query
-            .child_text("username", NS_REGISTER)
-            .unwrap_or_default();
-        if username.is_empty() {
-            return Err(err(
-                StanzaErrorCondition::NotAcceptable,
-                "a username is required",
-            ));
-        }
+        let username = required(query, "username")?;
         let password = password_of(query)?;
         let jid = Jid::new(Some(&username), &req.host, None).map_err(|e| {
             err(

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use starling_core::{IqHandler, IqRequest, IqResult, IqTarget, Module, Registrar, Server};
+use starling_core::{IqTarget, Module, Registrar};
 use starling_xml::Element;
+
+use super::util::{answer_gets, ServerInfo};
 
 pub const NS_TIME: &str = "urn:xmpp:time";
 
@@ -18,30 +19,22 @@ impl Module for Time {
     }
 
     fn register(self: Arc<Self>, reg: &mut Registrar) {
-        reg.host_feature(NS_TIME);
-        reg.iq(
-            false,
+        answer_gets(
+            reg,
             &[IqTarget::Host],
             "time",
             NS_TIME,
-            Arc::new(TimeHandler),
+            Arc::new(ServerInfo(entity_time)),
         );
     }
 }
 
-struct TimeHandler;
-
-#[async_trait]
-impl IqHandler for TimeHandler {
-    async fn handle_iq(&self, _server: &Arc<Server>, _req: IqRequest) -> IqResult {
-        // XEP-0082 DateTime with milliseconds, always in UTC ("Z").
-        let utc = chrono::Utc::now()
-            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            .to_string();
-        Ok(Some(
-            Element::new("time", NS_TIME)
-                .with_child(Element::new("tzo", NS_TIME).with_text("+00:00"))
-                .with_child(Element::new("utc", NS_TIME).with_text(utc)),
-        ))
-    }
+/// `<time/>` now: XEP-0082 DateTime with milliseconds, always in UTC ("Z").
+fn entity_time() -> Element {
+    let utc = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    Element::new("time", NS_TIME)
+        .with_child(Element::new("tzo", NS_TIME).with_text("+00:00"))
+        .with_child(Element::new("utc", NS_TIME).with_text(utc))
 }

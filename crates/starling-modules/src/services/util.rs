@@ -1,13 +1,50 @@
-//! Helpers the service modules share: the (host, user) key of a local account, mapping store
-//! failures to RFC 6120 §8.3.3 stanza errors, and reading back XML documents we stored.
+//! Helpers the service modules share: registering an IQ get where it is answered and
+//! advertised, the (host, user) key of a local account, mapping store failures to RFC 6120
+//! §8.3.3 stanza errors, and reading back XML documents we stored.
 
 use std::sync::Arc;
 
-use starling_core::{IqRequest, Server};
+use async_trait::async_trait;
+use starling_core::{IqHandler, IqRequest, IqResult, IqTarget, Registrar, Server};
 use starling_proto::{Jid, StanzaError, StanzaErrorCondition};
 use starling_store::StoreError;
 use starling_xml::{parse_document, Element, Limits};
 use tracing::warn;
+
+/// The server itself and local accounts' bare JIDs (the user's own and others'), for services
+/// the server answers on the accounts' behalf.
+pub(crate) const ALL_TARGETS: [IqTarget; 3] =
+    [IqTarget::Host, IqTarget::OwnAccount, IqTarget::OtherAccount];
+
+/// Registers `handler` for IQ gets of `<name xmlns='ns'/>` at `targets`, and advertises `ns`
+/// in disco#info wherever it is answered: among the server's features when the server is a
+/// target, among the accounts' when accounts are.
+pub(crate) fn answer_gets(
+    reg: &mut Registrar,
+    targets: &[IqTarget],
+    name: &str,
+    ns: &str,
+    handler: Arc<dyn IqHandler>,
+) {
+    if targets.contains(&IqTarget::Host) {
+        reg.host_feature(ns);
+    }
+    if targets.iter().any(|t| *t != IqTarget::Host) {
+        reg.account_feature(ns);
+    }
+    reg.iq(false, targets, name, ns, handler);
+}
+
+/// Answers an IQ get about the server itself with a payload made afresh for each request and
+/// the same for every requester (software version, entity time).
+pub(crate) struct ServerInfo(pub fn() -> Element);
+
+#[async_trait]
+impl IqHandler for ServerInfo {
+    async fn handle_iq(&self, _server: &Arc<Server>, _req: IqRequest) -> IqResult {
+        Ok(Some((self.0)()))
+    }
+}
 
 /// The store key of a local account's bare JID: `(domain, localpart)`.
 pub(crate) fn account_key(jid: &Jid) -> Option<(&str, &str)> {

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use starling_core::{IqHandler, IqRequest, IqResult, IqTarget, Module, Registrar, Server};
+use starling_core::{IqTarget, Module, Registrar};
 use starling_xml::Element;
+
+use super::util::{answer_gets, ServerInfo};
 
 pub const NS_VERSION: &str = "jabber:iq:version";
 
@@ -18,28 +19,19 @@ impl Module for Version {
     }
 
     fn register(self: Arc<Self>, reg: &mut Registrar) {
-        reg.host_feature(NS_VERSION);
-        reg.iq(
-            false,
+        answer_gets(
+            reg,
             &[IqTarget::Host],
             "query",
             NS_VERSION,
-            Arc::new(VersionHandler),
+            Arc::new(ServerInfo(software_version)),
         );
     }
 }
 
-struct VersionHandler;
-
-#[async_trait]
-impl IqHandler for VersionHandler {
-    async fn handle_iq(&self, _server: &Arc<Server>, _req: IqRequest) -> IqResult {
-        Ok(Some(
-            Element::new("query", NS_VERSION)
-                .with_child(Element::new("name", NS_VERSION).with_text("Starling"))
-                .with_child(
-                    Element::new("version", NS_VERSION).with_text(env!("CARGO_PKG_VERSION")),
-                ),
-        ))
-    }
+/// The server's name and version, without `<os/>`.
+fn software_version() -> Element {
+    Element::new("query", NS_VERSION)
+        .with_child(Element::new("name", NS_VERSION).with_text("Starling"))
+        .with_child(Element::new("version", NS_VERSION).with_text(env!("CARGO_PKG_VERSION")))
 }

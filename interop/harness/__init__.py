@@ -1,0 +1,1 @@
+"""Interop harness: server targets (targets.py) and the slixmpp session wrapper (slix.py)."""
