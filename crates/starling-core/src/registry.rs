@@ -10,12 +10,22 @@ use std::time::SystemTime;
 use parking_lot::{Mutex, RwLock};
 use starling_proto::{Jid, StreamError};
 use starling_xml::Element;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
 /// What a session task receives from the rest of the server.
 #[derive(Debug)]
 pub enum SessionCommand {
     Stanza(Element),
+    /// A stanza of a bulk delivery; the permit frees its share of the queue when dequeued.
+    Bulk(Element, OwnedSemaphorePermit),
+}
+
+impl SessionCommand {
+    pub fn into_stanza(self) -> Element {
+        match self {
+            SessionCommand::Stanza(e) | SessionCommand::Bulk(e, _) => e,
+        }
+    }
 }
 
 /// Presence-related state of one session (RFC 6121 §4).
@@ -42,6 +52,8 @@ pub struct SessionInfo {
     pub secure: bool,
     pub started: SystemTime,
     tx: mpsc::Sender<SessionCommand>,
+    /// Bulk deliveries may hold at most half the queue, so live traffic always has room.
+    bulk: Arc<Semaphore>,
     kill: Notify,
     kill_reason: Mutex<Option<StreamError>>,
     pub presence: Mutex<PresenceState>,
@@ -69,19 +81,33 @@ impl SessionInfo {
     /// to close (policy-violation) and the caller gets the stanza back to store or bounce, so
     /// nothing accepted is dropped silently.
     pub fn send(&self, stanza: Element) -> Result<(), DeliveryError> {
-        match self.tx.try_send(SessionCommand::Stanza(stanza)) {
+        self.queue(SessionCommand::Stanza(stanza))
+    }
+
+    fn queue(&self, cmd: SessionCommand) -> Result<(), DeliveryError> {
+        match self.tx.try_send(cmd) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(SessionCommand::Stanza(e))) => {
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
                 self.close(
                     StreamError::new(starling_proto::StreamErrorCondition::PolicyViolation)
                         .with_text("too many unread stanzas"),
                 );
-                Err(DeliveryError::Overloaded(e))
+                Err(DeliveryError::Overloaded(cmd.into_stanza()))
             }
-            Err(mpsc::error::TrySendError::Closed(SessionCommand::Stanza(e))) => {
-                Err(DeliveryError::Gone(e))
+            Err(mpsc::error::TrySendError::Closed(cmd)) => {
+                Err(DeliveryError::Gone(cmd.into_stanza()))
             }
         }
+    }
+
+    /// Queues a stanza of a bulk delivery (offline messages at login), waiting while bulk
+    /// stanzas fill half the queue: a long backlog neither trips the slow-reader policy nor
+    /// crowds out live traffic. Never call it from the session's own task.
+    pub async fn send_when_ready(&self, stanza: Element) -> Result<(), DeliveryError> {
+        let Ok(permit) = self.bulk.clone().acquire_owned().await else {
+            return Err(DeliveryError::Gone(stanza));
+        };
+        self.queue(SessionCommand::Bulk(stanza, permit))
     }
 
     /// Asks the session to end its stream with this error (kick, conflict, overload).
@@ -139,7 +165,8 @@ impl SessionRegistry {
         &self,
         new: NewSession,
     ) -> (Arc<SessionInfo>, SessionReceiver, Option<Arc<SessionInfo>>) {
-        let (tx, rx) = mpsc::channel(new.queue.max(16));
+        let capacity = new.queue.max(16);
+        let (tx, rx) = mpsc::channel(capacity);
         let info = Arc::new(SessionInfo {
             id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
             jid: new.jid,
@@ -148,6 +175,7 @@ impl SessionRegistry {
             secure: new.secure,
             started: SystemTime::now(),
             tx,
+            bulk: Arc::new(Semaphore::new(capacity / 2)),
             kill: Notify::new(),
             kill_reason: Mutex::new(None),
             presence: Mutex::new(PresenceState::default()),
@@ -254,5 +282,36 @@ mod tests {
             reason.condition,
             starling_proto::StreamErrorCondition::PolicyViolation
         );
+    }
+
+    #[tokio::test]
+    async fn bulk_delivery_leaves_half_the_queue_to_live_traffic() {
+        let reg = SessionRegistry::default();
+        let (s, mut rx, _) = reg.bind(new("u@h/a"));
+        // Half of the 16 slots go to bulk; the ninth bulk stanza waits for a dequeue.
+        for _ in 0..8 {
+            s.send_when_ready(Element::new("message", "jabber:client"))
+                .await
+                .expect("bulk room");
+        }
+        let waiting = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            s.send_when_ready(Element::new("message", "jabber:client")),
+        )
+        .await;
+        assert!(
+            waiting.is_err(),
+            "bulk must not take more than half the queue"
+        );
+        // Live traffic still fits, without tripping the slow-reader policy.
+        for _ in 0..8 {
+            s.send(Element::new("presence", "jabber:client"))
+                .expect("live room");
+        }
+        // Dequeuing one bulk stanza frees its share.
+        rx.rx.recv().await.expect("queued").into_stanza();
+        s.send_when_ready(Element::new("message", "jabber:client"))
+            .await
+            .expect("room after dequeue");
     }
 }

@@ -85,7 +85,7 @@ impl TestClient {
 
     pub async fn recv_within(&mut self, wait: Duration) -> Option<Element> {
         match tokio::time::timeout(wait, self.rx.rx.recv()).await {
-            Ok(Some(crate::registry::SessionCommand::Stanza(el))) => Some(el),
+            Ok(Some(cmd)) => Some(cmd.into_stanza()),
             _ => None,
         }
     }

@@ -10,11 +10,14 @@ use tracing::info;
 
 use super::{transport_end, C2s, End};
 use crate::hooks::SessionEvent;
-use crate::registry::{SessionCommand, SessionInfo, SessionReceiver};
+use crate::registry::{SessionInfo, SessionReceiver};
 use crate::transport::Transport;
 
 /// Stanzas written per wake-up before we flush, so one busy sender cannot starve reads.
 const MAX_BATCH: usize = 64;
+/// A peer that takes longer than this to accept a write is not reading: the stream ends and
+/// what it did not take is routed elsewhere.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl<T: Transport> C2s<T> {
     pub(super) async fn run_bound(
@@ -24,24 +27,37 @@ impl<T: Transport> C2s<T> {
     ) -> End {
         let mut shutdown = self.server.shutdown_signal();
         let keepalive = Duration::from_secs(self.server.config.c2s.keepalive_secs.max(1));
+        // Stanzas written since the last successful flush.
+        let mut batch: Vec<Element> = Vec::new();
         let end = loop {
             tokio::select! {
                 biased;
                 reason = session.closed() => break End::Error(reason),
                 _ = shutdown.changed() => break End::Error(StreamError::new(StreamErrorCondition::SystemShutdown)),
                 cmd = rx.rx.recv() => {
-                    let Some(SessionCommand::Stanza(first)) = cmd else { break End::Eof };
-                    self.send(&first).await;
-                    let mut n = 1;
-                    while n < MAX_BATCH {
+                    let Some(first) = cmd else { break End::Eof };
+                    batch.push(first.into_stanza());
+                    while batch.len() < MAX_BATCH {
                         match rx.rx.try_recv() {
-                            Ok(SessionCommand::Stanza(el)) => self.send(&el).await,
+                            Ok(cmd) => batch.push(cmd.into_stanza()),
                             Err(_) => break,
                         }
-                        n += 1;
                     }
-                    if self.t.flush().await.is_err() {
-                        break End::Eof;
+                    for el in &batch {
+                        self.send(el).await;
+                    }
+                    // A peer that does not read blocks the write; an overload close (its
+                    // queue filled meanwhile) or the timeout ends the wait.
+                    let flushed = tokio::select! {
+                        r = tokio::time::timeout(WRITE_TIMEOUT, self.t.flush()) => r,
+                        reason = session.closed() => break End::Error(reason),
+                    };
+                    match flushed {
+                        Ok(Ok(())) => batch.clear(),
+                        // The batch may not have arrived: it is routed again below.
+                        Ok(Err(_)) => break End::Eof,
+                        Err(_) => break End::Error(StreamError::new(StreamErrorCondition::PolicyViolation)
+                            .with_text("the client does not read its stream")),
                     }
                 }
                 ev = tokio::time::timeout(keepalive, self.t.recv()) => match ev {
@@ -49,7 +65,7 @@ impl<T: Transport> C2s<T> {
                         // RFC 6120 §4.6.1: keep NATs open; idle is also the time to give
                         // buffers back.
                         self.t.send_keepalive();
-                        if self.t.flush().await.is_err() {
+                        if !matches!(tokio::time::timeout(WRITE_TIMEOUT, self.t.flush()).await, Ok(Ok(()))) {
                             break End::Eof;
                         }
                         self.t.shrink();
@@ -71,23 +87,17 @@ impl<T: Transport> C2s<T> {
         };
         self.server.sessions.unbind(&session);
         info!(jid = %session.jid, "session closed");
-        // Whatever was queued and not written is routed again: with this resource gone it
-        // reaches another resource or offline storage instead of being lost.
+        // Messages queued and not written, or written in a batch whose flush failed, are
+        // routed again: with this resource unbound they reach another resource or offline
+        // storage, so a dead or overloaded connection loses nothing that was accepted.
+        // (A closing stream is not written to: its peer may no longer read.)
         rx.rx.close();
-        let mut leftovers = Vec::new();
-        while let Ok(SessionCommand::Stanza(el)) = rx.rx.try_recv() {
-            leftovers.push(el);
+        while let Ok(cmd) = rx.rx.try_recv() {
+            batch.push(cmd.into_stanza());
         }
-        if matches!(end, End::Closed | End::Error(_)) {
-            // Best effort for a live connection: write them before closing.
-            for el in &leftovers {
-                self.send(el).await;
-            }
-        } else {
-            for el in leftovers {
-                if el.name() == "message" {
-                    self.server.route(el).await;
-                }
+        for el in batch {
+            if el.name() == "message" {
+                self.server.route(el).await;
             }
         }
         self.server

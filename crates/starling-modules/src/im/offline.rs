@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
-use starling_core::{Flow, Module, Registrar, Server, StanzaEvent, StanzaHook};
+use starling_core::{Flow, Module, Registrar, Server, SessionInfo, StanzaEvent, StanzaHook};
+use starling_proto::Jid;
 use starling_xml::{ns, parse_document, Element, Limits};
 use tracing::warn;
 
@@ -132,32 +133,48 @@ impl StanzaHook for Deliver {
                 return Flow::Continue;
             }
         };
-        // Unreadable ones are kept rather than lost (a parser limit or bug, not the sender's
-        // fault); they stay counted against the quota until an admin looks.
-        let mut keep = Vec::new();
-        let mut rest = stored.into_iter();
-        while let Some(xml) = rest.next() {
-            let stanza = match parse_document(xml.as_bytes(), ns::CLIENT, &Limits::default()) {
-                Ok(s) => s,
-                Err(e) => {
-                    warn!(%account, error = %e, "unreadable offline message kept");
-                    keep.push(xml);
-                    continue;
-                }
-            };
-            if session.send(stanza).is_err() {
-                // The session went away: keep this one and the rest for next time.
-                keep.push(xml);
-                keep.extend(rest);
-                break;
-            }
-        }
-        for xml in keep {
-            if let Err(e) = server.store.push_offline(host, user, &xml).await {
-                warn!(%account, error = %e, "offline message lost on re-store");
-            }
-        }
+        // Delivered from a task of its own that waits for room in the session's queue: a
+        // long backlog must not overflow it, and the session keeps writing meanwhile.
+        let (server, session, account) = (server.clone(), session.clone(), account.clone());
+        tokio::spawn(async move { deliver_stored(&server, &session, &account, stored).await });
         Flow::Continue
+    }
+}
+
+/// Hands stored messages to the session in order. Unreadable ones (a parser limit or bug,
+/// not the sender's fault) and those the session no longer takes are stored again rather than
+/// lost; they stay counted against the quota.
+async fn deliver_stored(
+    server: &Server,
+    session: &SessionInfo,
+    account: &Jid,
+    stored: Vec<String>,
+) {
+    let Some((host, user)) = account_of(account) else {
+        return;
+    };
+    let mut keep = Vec::new();
+    let mut rest = stored.into_iter();
+    while let Some(xml) = rest.next() {
+        let stanza = match parse_document(xml.as_bytes(), ns::CLIENT, &Limits::default()) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(%account, error = %e, "unreadable offline message kept");
+                keep.push(xml);
+                continue;
+            }
+        };
+        if session.send_when_ready(stanza).await.is_err() {
+            // The session went away: keep this one and the rest for next time.
+            keep.push(xml);
+            keep.extend(rest);
+            break;
+        }
+    }
+    for xml in keep {
+        if let Err(e) = server.store.push_offline(host, user, &xml).await {
+            warn!(%account, error = %e, "offline message lost on re-store");
+        }
     }
 }
 
