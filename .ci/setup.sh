@@ -4,7 +4,8 @@
 # or else prints what to install. Never reads stdin.
 #
 #   .ci/setup.sh [--rust] [--refserver prosody|ejabberd]
-#     (always)     interop/.venv from interop/requirements.txt, interop/js/node_modules (npm ci)
+#     (always)     interop/.venv from interop/requirements.txt, interop/js/node_modules (npm ci),
+#                  Debian's profanity and tmux (for interop/test_profanity.py)
 #     --rust       check cargo, rustfmt and clippy are present (nothing can be downloaded for them)
 #     --refserver  also install a reference server from Debian (for INTEROP_TARGET=prosody|ejabberd)
 set -euo pipefail
@@ -46,6 +47,16 @@ if command -v "$PYTHON" >/dev/null 2>&1 && ! "$PYTHON" -c 'import venv, ensurepi
   need_pkg python3-venv
 fi
 need_pkg ca-certificates
+# interop/test_profanity.py: the Profanity terminal client, driven through tmux. Required in CI
+# (CI=true); elsewhere, when they cannot be installed, that scenario is skipped.
+opt_pkgs=()
+need_opt_pkg() { # like need_pkg
+  local n=${#apt_pkgs[@]}
+  need_pkg "$@"
+  [ ${#apt_pkgs[@]} = "$n" ] || opt_pkgs+=("$1")
+}
+need_opt_pkg profanity profanity
+need_opt_pkg tmux tmux
 for r in "${refservers[@]}"; do
   case $r in
     starling|"") ;;
@@ -58,10 +69,16 @@ done
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=()
   elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO=(sudo -n)
+  elif [ "${CI:-}" != true ] && [ ${#apt_pkgs[@]} = ${#opt_pkgs[@]} ]; then
+    log "WARNING: ${opt_pkgs[*]} not installed (no root, no sudo): interop/test_profanity.py will be skipped; install with:
+    sudo apt-get update && sudo apt-get install -y ${opt_pkgs[*]}"
+    apt_pkgs=()
   else
     die "missing Debian packages: ${apt_pkgs[*]}; install them with:
     sudo apt-get update && sudo apt-get install -y ${apt_pkgs[*]}"
   fi
+fi
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
   log "apt-get install ${apt_pkgs[*]}"
   "${SUDO[@]}" apt-get update -q </dev/null
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
