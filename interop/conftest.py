@@ -63,7 +63,12 @@ def accounts(target, request):
 
 
 def pytest_runtest_makereport(item, call):
-    if call.excinfo is not None and _target is not None:
+    # A skip is raised as an exception too; only real failures keep the server's files.
+    if (
+        call.excinfo is not None
+        and not call.excinfo.errisinstance(pytest.skip.Exception)
+        and _target is not None
+    ):
         _target.failed = True
 
 
