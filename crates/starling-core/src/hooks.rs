@@ -27,6 +27,9 @@ pub mod events {
     pub const MESSAGE_FULL: &str = "message/full";
     pub const PRESENCE_FULL: &str = "presence/full";
     pub const IQ_FULL: &str = "iq/full";
+    /// An IQ get/set to a local account's bare JID, before the module owning its payload
+    /// answers it (a filter such as blocking can refuse it first).
+    pub const IQ_BARE: &str = "iq/bare";
     /// Stanzas addressed to a local domain itself.
     pub const MESSAGE_HOST: &str = "message/host";
     pub const PRESENCE_HOST: &str = "presence/host";
@@ -65,6 +68,19 @@ pub enum SessionEvent {
 #[async_trait]
 pub trait SessionHook: Send + Sync + 'static {
     async fn on_session(&self, server: &Arc<Server>, session: &Arc<SessionInfo>);
+}
+
+/// Account lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccountEvent {
+    /// The account is about to be deleted; its data is still there (so modules can, e.g.,
+    /// tell its contacts it is gone).
+    Removing,
+}
+
+#[async_trait]
+pub trait AccountHook: Send + Sync + 'static {
+    async fn on_account(&self, server: &Arc<Server>, account: &Jid);
 }
 
 /// Who an IQ get/set is addressed to, as seen from its sender (RFC 6120 §10.3.3).
@@ -156,6 +172,7 @@ pub struct DiscoRegistry {
 
 type IqKey = (bool, IqTarget, String, String);
 type SessionHookEntry = (i32, Arc<dyn SessionHook>);
+type AccountHookEntry = (i32, Arc<dyn AccountHook>);
 
 struct HookEntry {
     priority: i32,
@@ -169,6 +186,7 @@ pub struct HookBus {
     iq: HashMap<IqKey, Arc<dyn IqHandler>>,
     pre_auth_iq: HashMap<String, Arc<dyn PreAuthIqHandler>>,
     session: HashMap<SessionEvent, Vec<SessionHookEntry>>,
+    account: HashMap<AccountEvent, Vec<AccountHookEntry>>,
     features: Vec<(FeatureStage, Element)>,
     pub modules: Vec<&'static str>,
 }
@@ -199,6 +217,14 @@ impl HookBus {
         if let Some(list) = self.session.get(&event) {
             for (_, h) in list {
                 h.on_session(server, session).await;
+            }
+        }
+    }
+
+    pub async fn fire_account(&self, event: AccountEvent, server: &Arc<Server>, account: &Jid) {
+        if let Some(list) = self.account.get(&event) {
+            for (_, h) in list {
+                h.on_account(server, account).await;
             }
         }
     }
@@ -287,6 +313,12 @@ impl Registrar {
 
     pub fn session_hook(&mut self, event: SessionEvent, priority: i32, hook: Arc<dyn SessionHook>) {
         let list = self.bus.session.entry(event).or_default();
+        list.push((priority, hook));
+        list.sort_by_key(|e| std::cmp::Reverse(e.0));
+    }
+
+    pub fn account_hook(&mut self, event: AccountEvent, priority: i32, hook: Arc<dyn AccountHook>) {
+        let list = self.bus.account.entry(event).or_default();
         list.push((priority, hook));
         list.sort_by_key(|e| std::cmp::Reverse(e.0));
     }

@@ -1,6 +1,7 @@
 //! The Starling kernel: configuration, the session registry, the hook bus and module
 //! interface, the stanza router, and client streams (RFC 6120/6121) over any transport.
 
+mod accounts;
 pub mod c2s;
 pub mod config;
 pub mod hooks;
@@ -14,8 +15,9 @@ pub mod transport;
 
 pub use config::Config;
 pub use hooks::{
-    events, FeatureStage, Flow, IqHandler, IqRequest, IqResult, IqTarget, Module, PreAuthIq,
-    PreAuthIqHandler, Registrar, SessionEvent, SessionHook, StanzaEvent, StanzaHook,
+    events, AccountEvent, AccountHook, FeatureStage, Flow, IqHandler, IqRequest, IqResult,
+    IqTarget, Module, PreAuthIq, PreAuthIqHandler, Registrar, SessionEvent, SessionHook,
+    StanzaEvent, StanzaHook,
 };
 pub use registry::{SessionInfo, SessionRegistry};
 pub use server::Server;

@@ -170,6 +170,11 @@ impl Server {
             .await;
             return;
         }
+        if addressing == Addressing::Bare
+            && self.hooks.fire(events::IQ_BARE, self, &mut ev).await == Flow::Handled
+        {
+            return;
+        }
         let target = match addressing {
             Addressing::Host => IqTarget::Host,
             _ if ev.from.bare() == ev.to => IqTarget::OwnAccount,
@@ -189,7 +194,8 @@ impl Server {
             return;
         };
         let origin = ev.origin.clone();
-        let request_copy = ev.stanza.clone();
+        // The reply needs the request's addresses and id, not its payload.
+        let request_head = ev.stanza.shallow_clone();
         let result = handler
             .handle_iq(
                 self,
@@ -204,8 +210,8 @@ impl Server {
             )
             .await;
         let reply = match result {
-            Ok(payload) => iq_result(&request_copy, payload),
-            Err(err) => error_reply(&request_copy, &err),
+            Ok(payload) => iq_result(&request_head, payload),
+            Err(err) => error_reply(&request_head, &err),
         };
         self.deliver_reply(origin.as_ref(), reply).await;
     }

@@ -342,8 +342,8 @@ fn reply_shell(stanza: &Element, reply_type: &str) -> Element {
 }
 
 /// RFC 6120 §8.3.1: the error reply to `stanza`: same name and namespace, `id` kept, `to`/`from`
-/// swapped, `type='error'`, other attributes (`xml:lang`) and the original children kept
-/// (except an earlier `<error/>`), then the error element appended.
+/// swapped, `type='error'`, other attributes (`xml:lang`) kept, the original children kept
+/// for messages and presence (except an earlier `<error/>`), then the error element appended.
 ///
 /// Callers must not reply to a stanza that is itself an error ([`is_error`]).
 pub fn error_reply(stanza: &Element, err: &StanzaError) -> Element {
@@ -353,10 +353,14 @@ pub fn error_reply(stanza: &Element, err: &StanzaError) -> Element {
             reply.set_attr(k, v);
         }
     }
-    for node in stanza.nodes() {
-        match node {
-            starling_xml::Node::Element(e) if e.name() == "error" && e.ns() == stanza.ns() => {}
-            other => reply.nodes_mut().push(other.clone()),
+    // §8.3.1 makes the original payload optional. An IQ's is left out: it can carry a
+    // password (XEP-0077) or a large document, and the id already ties the error to it.
+    if stanza.name() != "iq" {
+        for node in stanza.nodes() {
+            match node {
+                starling_xml::Node::Element(e) if e.name() == "error" && e.ns() == stanza.ns() => {}
+                other => reply.nodes_mut().push(other.clone()),
+            }
         }
     }
     reply.append_child(err.to_element(stanza.ns()));
@@ -500,7 +504,8 @@ mod tests {
         let reply = error_reply(&iq, &StanzaError::new(StanzaErrorCondition::BadRequest));
         assert_eq!(reply.attr("from"), None);
         assert_eq!(reply.attr("to"), Some("romeo@montague.lit/orchard"));
-        assert!(reply.has_child("query", "jabber:iq:version"));
+        // An IQ's payload is not echoed (it may hold a password).
+        assert!(!reply.has_child("query", "jabber:iq:version"));
         let e = StanzaError::from_element(reply.get_child("error", C).unwrap()).unwrap();
         assert_eq!(e.condition, StanzaErrorCondition::BadRequest);
         assert_eq!(e.error_type, ErrorType::Modify);

@@ -116,6 +116,17 @@ impl Element {
         })
     }
 
+    /// A copy with the same name, namespace and attributes but no children: what a reply
+    /// needs of a request, without copying its payload.
+    pub fn shallow_clone(&self) -> Element {
+        Element {
+            name: self.name.clone(),
+            ns: self.ns.clone(),
+            attrs: self.attrs.clone(),
+            children: Vec::new(),
+        }
+    }
+
     /// The first child with this local name and namespace.
     pub fn get_child(&self, name: &str, ns: &str) -> Option<&Element> {
         self.children().find(|e| e.is(name, ns))

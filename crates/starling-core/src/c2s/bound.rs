@@ -88,16 +88,25 @@ impl<T: Transport> C2s<T> {
         self.server.sessions.unbind(&session);
         info!(jid = %session.jid, "session closed");
         // Messages queued and not written, or written in a batch whose flush failed, are
-        // routed again: with this resource unbound they reach another resource or offline
-        // storage, so a dead or overloaded connection loses nothing that was accepted.
-        // (A closing stream is not written to: its peer may no longer read.)
+        // routed again: with this resource unbound they reach another resource (a replacing
+        // session, after a conflict) or offline storage, so a dead or overloaded connection
+        // loses nothing that was accepted. Other stanzas queued before a close (the result of
+        // the request that caused it, say) go out ahead of the stream error while the peer
+        // still reads: not to a reader that stopped reading, nor into a dead connection.
         rx.rx.close();
         while let Ok(cmd) = rx.rx.try_recv() {
             batch.push(cmd.into_stanza());
         }
+        let peer_reads = match &end {
+            End::Closed => true,
+            End::Error(e) => e.condition != StreamErrorCondition::PolicyViolation,
+            End::Eof => false,
+        };
         for el in batch {
             if el.name() == "message" {
                 self.server.route(el).await;
+            } else if peer_reads {
+                self.send(&el).await;
             }
         }
         self.server

@@ -19,7 +19,7 @@ use starling_core::{
 };
 use starling_proto::jid::normalize_localpart;
 use starling_proto::sasl::{StoredCredentials, DEFAULT_ITERATIONS};
-use starling_proto::{Jid, StanzaError, StanzaErrorCondition, StreamError, StreamErrorCondition};
+use starling_proto::{Jid, StanzaError, StanzaErrorCondition};
 use starling_store::StoreError;
 use starling_xml::Element;
 use tracing::info;
@@ -268,7 +268,9 @@ impl IqHandler for AccountRegister {
                     "<remove/> must be the only child",
                 ));
             }
-            match server.store.delete_account(host, user).await {
+            // Contacts are told first, then the data goes and the sessions close (their
+            // stream sees the close after this result, queued on its own task, is written).
+            match server.remove_account(&bare).await {
                 Ok(()) => {}
                 Err(StoreError::NotFound(_)) => {
                     return Err(StanzaError::new(StanzaErrorCondition::RegistrationRequired))
@@ -276,14 +278,6 @@ impl IqHandler for AccountRegister {
                 Err(e) => return Err(store_error(e)),
             }
             info!(jid = %bare, "account removed in band");
-            // The result is queued for the requesting session before its stream sees the
-            // close (it is being handled on that session's own task) and is written first.
-            for s in server.sessions.get_bare(&bare) {
-                s.close(
-                    StreamError::new(StreamErrorCondition::NotAuthorized)
-                        .with_text("account removed"),
-                );
-            }
             return Ok(None);
         }
         change_password(server, &req, host, user, query).await

@@ -240,21 +240,21 @@ pub async fn execute(target: Target<'_>, cmd: Command) -> Result<String, AdminEr
         Command::Unregister { user, host } => {
             target.check_host(&host)?;
             let jid = account_jid(&user, &host)?;
-            let node = jid.node().unwrap_or_default();
-            match target.store().delete_account(&host, node).await {
+            let removed = match &target {
+                // Contacts are told and sessions closed (XEP-0077 §3.2 does the same).
+                Target::Running(server) => server.remove_account(&jid).await,
+                Target::StoreOnly { store, .. } => {
+                    store
+                        .delete_account(&host, jid.node().unwrap_or_default())
+                        .await
+                }
+            };
+            match removed {
                 Ok(()) => {}
                 Err(StoreError::NotFound(_)) => {
                     return Err(AdminError::Failed(format!("User {jid} does not exist")))
                 }
                 Err(e) => return Err(AdminError::Failed(format!("storage error: {e}"))),
-            }
-            if let Target::Running(server) = &target {
-                for s in server.sessions.get_bare(&jid) {
-                    s.close(
-                        StreamError::new(StreamErrorCondition::NotAuthorized)
-                            .with_text("account deleted"),
-                    );
-                }
             }
             Ok(format!("User {jid} successfully unregistered"))
         }
