@@ -205,11 +205,17 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::new(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
         cfg.validate()?;
+        // Hosts are compared with JID domains, which are normalized (RFC 7622 §3.2).
+        for h in &mut cfg.hosts {
+            if let Ok(j) = starling_proto::Jid::new(None, h, None) {
+                *h = j.domain().to_string();
+            }
+        }
         Ok(cfg)
     }
 
@@ -304,6 +310,12 @@ mod tests {
         assert!(e.to_string().contains("listen_port"), "{e}");
         let e = Config::parse("hostz = []").expect_err("unknown key");
         assert!(e.to_string().contains("hostz"), "{e}");
+    }
+
+    #[test]
+    fn hosts_are_normalized_like_jid_domains() {
+        let c = Config::parse("hosts = [\"Example.COM\"]").expect("valid");
+        assert!(c.is_local_host("example.com"));
     }
 
     #[test]

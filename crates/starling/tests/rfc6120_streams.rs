@@ -450,3 +450,31 @@ async fn s5_4_3_3_plaintext_after_starttls_is_discarded() {
         .await
         .unwrap_or_else(|f| panic!("auth failed: {f}"));
 }
+
+/// §4.9.1.2: after a stream restart (here: SASL success, §6.4.6) an error before the client's
+/// new header still comes after a new header of ours.
+#[tokio::test]
+async fn s4_9_1_2_error_after_restart_follows_a_new_header() {
+    let srv = TestServer::start().await;
+    srv.add_user("alice", "secret").await;
+    let mut c = srv.connect().await;
+    c.negotiate_tls().await;
+    if let Err(f) = c.authenticate("alice", "secret", Mech::Plain).await {
+        c.fail(&format!("authentication failed: {f}"));
+    }
+    c.send_raw("<!-- not a stream header -->").await;
+    c.expect_open().await;
+    c.expect_stream_error("restricted-xml").await;
+}
+
+/// §4.9.1.2 likewise after STARTTLS (§5.4.3.3).
+#[tokio::test]
+async fn s4_9_1_2_error_after_starttls_follows_a_new_header() {
+    let srv = TestServer::start().await;
+    let mut c = srv.connect().await;
+    c.open_stream().await;
+    c.starttls().await;
+    c.send_raw("<!-- not a stream header -->").await;
+    c.expect_open().await;
+    c.expect_stream_error("restricted-xml").await;
+}

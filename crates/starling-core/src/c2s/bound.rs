@@ -26,6 +26,11 @@ impl<T: Transport> C2s<T> {
         mut rx: SessionReceiver,
     ) -> End {
         let mut shutdown = self.server.shutdown_signal();
+        // A shutdown that began while this session was binding has already fired: end at
+        // once, the same way.
+        if *shutdown.borrow_and_update() {
+            session.close(StreamError::new(StreamErrorCondition::SystemShutdown));
+        }
         let keepalive = Duration::from_secs(self.server.config.c2s.keepalive_secs.max(1));
         // Stanzas written since the last successful flush.
         let mut batch: Vec<Element> = Vec::new();
@@ -51,6 +56,7 @@ impl<T: Transport> C2s<T> {
                     let flushed = tokio::select! {
                         r = tokio::time::timeout(WRITE_TIMEOUT, self.t.flush()) => r,
                         reason = session.closed() => break End::Error(reason),
+                        _ = shutdown.changed() => break End::Error(StreamError::new(StreamErrorCondition::SystemShutdown)),
                     };
                     match flushed {
                         Ok(Ok(())) => batch.clear(),

@@ -27,6 +27,8 @@ pub(crate) const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 pub(crate) const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+/// How long an unauthenticated or unbound peer may take to accept one write.
+const NEGOTIATION_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a stream ends.
 pub(crate) enum End {
@@ -54,7 +56,7 @@ pub(crate) fn xml_error(e: &XmlError) -> StreamError {
             StreamError::new(StreamErrorCondition::NotWellFormed).with_text(t.clone())
         }
         XmlError::Restricted(t) => StreamError::new(StreamErrorCondition::RestrictedXml)
-            .with_text(format!("{t} is not allowed in XMPP (RFC 6120 §11.1)")),
+            .with_text(format!("{t} (RFC 6120 §11.1)")),
         XmlError::LimitExceeded(t) => StreamError::new(StreamErrorCondition::PolicyViolation)
             .with_text(format!("{t} exceeded")),
     }
@@ -117,8 +119,13 @@ impl<T: Transport> C2s<T> {
         self.t.send_element(el);
     }
 
+    /// Writes what is queued. Before binding, a peer that does not read (and so never
+    /// completes the write) is cut off after [`NEGOTIATION_WRITE_TIMEOUT`].
     pub(crate) async fn flush(&mut self) -> Result<(), End> {
-        self.t.flush().await.map_err(|_| End::Eof)
+        match tokio::time::timeout(NEGOTIATION_WRITE_TIMEOUT, self.t.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(End::Eof),
+        }
     }
 
     /// Receives the next stream item within the negotiation deadline.
@@ -179,6 +186,8 @@ impl<T: Transport> C2s<T> {
                     }
                     self.log.note("TLS established");
                     awaiting_header = true;
+                    // RFC 6120 §4.9.1.2: the new stream needs our header before any error.
+                    self.header_sent = false;
                 }
                 (NS_SASL, "auth") if self.authenticated.is_none() => {
                     if self.server.config.c2s.require_tls && !self.t.is_secure() {
@@ -189,6 +198,7 @@ impl<T: Transport> C2s<T> {
                     }
                     if self.sasl(el, deadline).await? {
                         awaiting_header = true;
+                        self.header_sent = false;
                     }
                 }
                 (ns::CLIENT, "iq") => {

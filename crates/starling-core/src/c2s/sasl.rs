@@ -102,7 +102,22 @@ impl<T: Transport> C2s<T> {
                             })?,
                         Err(_) => None,
                     };
-                    server.provide_credentials(creds.as_ref())
+                    if mech == Mechanism::Plain {
+                        // PLAIN checks the password with PBKDF2: CPU work that must not
+                        // stall the async workers (SCRAM only compares stored keys).
+                        let (back, step) = tokio::task::spawn_blocking(move || {
+                            let step = server.provide_credentials(creds.as_ref());
+                            (server, step)
+                        })
+                        .await
+                        .map_err(|_| {
+                            End::Error(StreamError::new(StreamErrorCondition::InternalServerError))
+                        })?;
+                        server = back;
+                        step
+                    } else {
+                        server.provide_credentials(creds.as_ref())
+                    }
                 }
                 SaslStep::Challenge(data) => {
                     let ch = Element::new("challenge", NS_SASL).with_text(encode_b64(&data));
@@ -142,8 +157,9 @@ impl<T: Transport> C2s<T> {
                     // RFC 6120 §6.3.8: a client may only act as itself here; the mechanism
                     // checked the localpart, the domain is ours to check.
                     if let Some(authzid) = server.authzid().filter(|a| !a.is_empty()) {
-                        let same =
-                            Jid::parse(authzid).is_ok_and(|j| j == account) || authzid == username;
+                        // Compared as JIDs: normalized, so case does not matter.
+                        let same = Jid::parse(authzid).is_ok_and(|j| j == account)
+                            || Jid::new(Some(authzid), &host, None).is_ok_and(|j| j == account);
                         if !same {
                             return self.sasl_failure(SaslFailure::InvalidAuthzid).await;
                         }
@@ -154,9 +170,6 @@ impl<T: Transport> C2s<T> {
                     }
                     self.send(&ok).await;
                     self.flush().await?;
-                    if let Some(p) = self.t.peer_addr() {
-                        self.server.auth_throttle.success(p.ip());
-                    }
                     info!(account = %account, mechanism = mech.name(), transport = self.t.kind(), "authenticated");
                     self.authenticated = Some(account);
                     // RFC 6120 §6.4.6: both sides restart the stream.
