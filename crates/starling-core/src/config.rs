@@ -60,6 +60,8 @@ pub struct C2sConfig {
     pub keepalive_secs: u64,
     /// Stanzas queued for one slow session before it is disconnected.
     pub max_queued_stanzas: usize,
+    /// Bytes queued for one slow session before it is disconnected.
+    pub max_queued_bytes: usize,
 }
 
 impl Default for C2sConfig {
@@ -73,6 +75,7 @@ impl Default for C2sConfig {
             negotiation_timeout_secs: 60,
             keepalive_secs: 120,
             max_queued_stanzas: 2048,
+            max_queued_bytes: 4 << 20,
         }
     }
 }

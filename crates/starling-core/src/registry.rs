@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -12,21 +12,18 @@ use starling_proto::{Jid, StreamError};
 use starling_xml::Element;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
-/// What a session task receives from the rest of the server.
+/// What a session task receives from the rest of the server: a stanza and its size as
+/// counted against the queue's byte budget.
 #[derive(Debug)]
-pub enum SessionCommand {
-    Stanza(Element),
-    /// A stanza of a bulk delivery; the permit frees its share of the queue when dequeued.
-    Bulk(Element, OwnedSemaphorePermit),
+struct Queued {
+    stanza: Element,
+    size: usize,
+    /// A bulk delivery's share of the queue, freed when the stanza is taken.
+    _bulk: Option<OwnedSemaphorePermit>,
 }
 
-impl SessionCommand {
-    pub fn into_stanza(self) -> Element {
-        match self {
-            SessionCommand::Stanza(e) | SessionCommand::Bulk(e, _) => e,
-        }
-    }
-}
+/// Bulk deliveries hold at most this many queue slots (and at most half the queue).
+const MAX_BULK_IN_QUEUE: usize = 64;
 
 /// Presence-related state of one session (RFC 6121 §4).
 #[derive(Debug, Default, Clone)]
@@ -51,9 +48,12 @@ pub struct SessionInfo {
     pub peer: Option<SocketAddr>,
     pub secure: bool,
     pub started: SystemTime,
-    tx: mpsc::Sender<SessionCommand>,
-    /// Bulk deliveries may hold at most half the queue, so live traffic always has room.
+    tx: mpsc::Sender<Queued>,
+    /// Bulk deliveries hold a bounded share of the queue, so live traffic always has room.
     bulk: Arc<Semaphore>,
+    /// Bytes queued and not yet taken by the session task, and the most allowed.
+    queued_bytes: Arc<AtomicUsize>,
+    max_queued_bytes: usize,
     kill: Notify,
     kill_reason: Mutex<Option<StreamError>>,
     pub presence: Mutex<PresenceState>,
@@ -77,37 +77,79 @@ impl DeliveryError {
 }
 
 impl SessionInfo {
-    /// Queues a stanza for the session. A full queue means a slow reader: the session is told
-    /// to close (policy-violation) and the caller gets the stanza back to store or bounce, so
-    /// nothing accepted is dropped silently.
+    /// Queues a stanza for the session. A full queue (in stanzas or bytes) means a slow
+    /// reader: the session is told to close (policy-violation) and the caller gets the
+    /// stanza back to store or bounce, so nothing accepted is dropped silently.
     pub fn send(&self, stanza: Element) -> Result<(), DeliveryError> {
-        self.queue(SessionCommand::Stanza(stanza))
-    }
-
-    fn queue(&self, cmd: SessionCommand) -> Result<(), DeliveryError> {
-        match self.tx.try_send(cmd) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(cmd)) => {
-                self.close(
-                    StreamError::new(starling_proto::StreamErrorCondition::PolicyViolation)
-                        .with_text("too many unread stanzas"),
-                );
-                Err(DeliveryError::Overloaded(cmd.into_stanza()))
-            }
-            Err(mpsc::error::TrySendError::Closed(cmd)) => {
-                Err(DeliveryError::Gone(cmd.into_stanza()))
-            }
+        let size = stanza.size_hint();
+        if !self.reserve_bytes(size) {
+            return Err(DeliveryError::Overloaded(self.overloaded(stanza)));
         }
+        self.queue(
+            Queued {
+                stanza,
+                size,
+                _bulk: None,
+            },
+            size,
+        )
     }
 
     /// Queues a stanza of a bulk delivery (offline messages at login), waiting while bulk
-    /// stanzas fill half the queue: a long backlog neither trips the slow-reader policy nor
-    /// crowds out live traffic. Never call it from the session's own task.
+    /// stanzas hold their share of the queue: a long backlog neither trips the slow-reader
+    /// policy nor crowds out live traffic. Bulk stanzas count toward the byte budget but do
+    /// not trip it (their number is what bounds them). Never call it from the session's own
+    /// task.
     pub async fn send_when_ready(&self, stanza: Element) -> Result<(), DeliveryError> {
         let Ok(permit) = self.bulk.clone().acquire_owned().await else {
             return Err(DeliveryError::Gone(stanza));
         };
-        self.queue(SessionCommand::Bulk(stanza, permit))
+        let size = stanza.size_hint();
+        self.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        self.queue(
+            Queued {
+                stanza,
+                size,
+                _bulk: Some(permit),
+            },
+            size,
+        )
+    }
+
+    /// Counts `size` against the byte budget; false (nothing counted) when it would go over.
+    /// One stanza always fits in an empty queue, whatever its size.
+    fn reserve_bytes(&self, size: usize) -> bool {
+        let before = self.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        if before > 0 && before + size > self.max_queued_bytes {
+            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    fn overloaded(&self, stanza: Element) -> Element {
+        self.close(
+            StreamError::new(starling_proto::StreamErrorCondition::PolicyViolation)
+                .with_text("too many unread stanzas"),
+        );
+        stanza
+    }
+
+    fn queue(&self, item: Queued, size: usize) -> Result<(), DeliveryError> {
+        match self.tx.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                match e {
+                    mpsc::error::TrySendError::Full(item) => {
+                        Err(DeliveryError::Overloaded(self.overloaded(item.stanza)))
+                    }
+                    mpsc::error::TrySendError::Closed(item) => {
+                        Err(DeliveryError::Gone(item.stanza))
+                    }
+                }
+            }
+        }
     }
 
     /// Asks the session to end its stream with this error (kick, conflict, overload).
@@ -139,9 +181,35 @@ impl SessionInfo {
     }
 }
 
-/// The receiving half kept by the session task.
+/// The receiving half kept by the session task; taking a stanza frees its share of the
+/// queue's budget.
 pub struct SessionReceiver {
-    pub rx: mpsc::Receiver<SessionCommand>,
+    rx: mpsc::Receiver<Queued>,
+    queued_bytes: Arc<AtomicUsize>,
+}
+
+impl SessionReceiver {
+    fn take(&self, item: Queued) -> Element {
+        self.queued_bytes.fetch_sub(item.size, Ordering::AcqRel);
+        item.stanza
+    }
+
+    /// The next stanza; `None` when every sender is gone.
+    pub async fn recv(&mut self) -> Option<Element> {
+        let item = self.rx.recv().await?;
+        Some(self.take(item))
+    }
+
+    /// A stanza if one is queued now.
+    pub fn try_recv(&mut self) -> Option<Element> {
+        let item = self.rx.try_recv().ok()?;
+        Some(self.take(item))
+    }
+
+    /// Refuses further stanzas; those already queued can still be taken.
+    pub fn close(&mut self) {
+        self.rx.close();
+    }
 }
 
 #[derive(Default)]
@@ -155,7 +223,10 @@ pub struct NewSession {
     pub transport: &'static str,
     pub peer: Option<SocketAddr>,
     pub secure: bool,
+    /// Stanzas the queue holds at most.
     pub queue: usize,
+    /// Bytes the queue holds at most (one stanza always fits).
+    pub queue_bytes: usize,
 }
 
 impl SessionRegistry {
@@ -167,6 +238,7 @@ impl SessionRegistry {
     ) -> (Arc<SessionInfo>, SessionReceiver, Option<Arc<SessionInfo>>) {
         let capacity = new.queue.max(16);
         let (tx, rx) = mpsc::channel(capacity);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let info = Arc::new(SessionInfo {
             id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
             jid: new.jid,
@@ -175,7 +247,9 @@ impl SessionRegistry {
             secure: new.secure,
             started: SystemTime::now(),
             tx,
-            bulk: Arc::new(Semaphore::new(capacity / 2)),
+            bulk: Arc::new(Semaphore::new((capacity / 2).min(MAX_BULK_IN_QUEUE))),
+            queued_bytes: queued_bytes.clone(),
+            max_queued_bytes: new.queue_bytes,
             kill: Notify::new(),
             kill_reason: Mutex::new(None),
             presence: Mutex::new(PresenceState::default()),
@@ -187,7 +261,7 @@ impl SessionRegistry {
             .position(|s| s.jid == info.jid)
             .map(|i| list.remove(i));
         list.push(info.clone());
-        (info, SessionReceiver { rx }, replaced)
+        (info, SessionReceiver { rx, queued_bytes }, replaced)
     }
 
     /// Removes a session (only that exact session: a replacement bound to the same JID stays).
@@ -244,6 +318,7 @@ mod tests {
             peer: None,
             secure: true,
             queue: 16,
+            queue_bytes: 1 << 20,
         }
     }
 
@@ -309,9 +384,26 @@ mod tests {
                 .expect("live room");
         }
         // Dequeuing one bulk stanza frees its share.
-        rx.rx.recv().await.expect("queued").into_stanza();
+        rx.recv().await.expect("queued");
         s.send_when_ready(Element::new("message", "jabber:client"))
             .await
             .expect("room after dequeue");
+    }
+
+    #[tokio::test]
+    async fn byte_budget_overloads_before_the_stanza_count_does() {
+        let reg = SessionRegistry::default();
+        let (s, mut rx, _) = reg.bind(NewSession {
+            queue_bytes: 10_000,
+            ..new("u@h/a")
+        });
+        let big = Element::new("message", "jabber:client").with_text("x".repeat(6_000));
+        // One stanza always fits, even alone over the budget's half.
+        s.send(big.clone()).expect("first fits");
+        let err = s.send(big.clone()).expect_err("over the byte budget");
+        assert!(matches!(err, DeliveryError::Overloaded(_)));
+        // Taking the stanza frees its bytes.
+        assert!(rx.recv().await.is_some());
+        assert_eq!(s.queued_bytes.load(Ordering::Acquire), 0);
     }
 }

@@ -53,6 +53,7 @@ impl TestClient {
             peer: None,
             secure: true,
             queue: 1024,
+            queue_bytes: 16 << 20,
         });
         if let Some(old) = replaced {
             old.close(StreamError::new(
@@ -84,10 +85,10 @@ impl TestClient {
     }
 
     pub async fn recv_within(&mut self, wait: Duration) -> Option<Element> {
-        match tokio::time::timeout(wait, self.rx.rx.recv()).await {
-            Ok(Some(cmd)) => Some(cmd.into_stanza()),
-            _ => None,
-        }
+        tokio::time::timeout(wait, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Asserts that nothing arrives for a short while.

@@ -1,6 +1,7 @@
 //! The element tree every layer speaks: a namespaced XML element with attributes and children,
 //! and its serializer (RFC 6120 §11: XML restrictions apply to what we emit too).
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// A child node: an element or character data.
@@ -12,23 +13,37 @@ pub enum Node {
 
 /// A namespaced XML element.
 ///
-/// Attribute names are stored as written without a prefix (`to`, `type`), except `xml:lang`
-/// which keeps its reserved prefix. Namespace declarations are not attributes: an element's
-/// namespace is in [`Element::ns`], and the serializer declares it when it differs from the
-/// parent's.
+/// Attribute names are stored as written: unprefixed ones as they are (`to`, `type`), prefixed
+/// ones with their prefix (`xml:lang`, `p:attr`). The default namespace declaration is not an
+/// attribute: an element's namespace is in [`Element::ns`], and the serializer declares it
+/// (`xmlns='…'`) when it differs from the parent's. Prefix declarations are not attributes
+/// either, with one exception that keeps prefixed attributes well-formed: when the parser
+/// builds an element carrying an attribute with a prefix other than `xml` (`p:attr`), it also
+/// stores that prefix's declaration as the attribute `xmlns:p` (value: the namespace URI in
+/// scope there, whether declared on this element or an ancestor), placed just before the first
+/// attribute using it. The serializer writes attributes verbatim, so the output declares the
+/// prefix where it is used, and parsing it again gives an equal element. Code building elements
+/// with prefixed attributes must add the `xmlns:p` attribute itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Element {
     name: String,
-    ns: String,
+    /// Borrowed for the well-known namespaces the parser recognizes (no allocation per element
+    /// for `jabber:client`), owned otherwise.
+    ns: Cow<'static, str>,
     attrs: Vec<(String, String)>,
     children: Vec<Node>,
 }
 
 impl Element {
     pub fn new(name: impl Into<String>, ns: impl Into<String>) -> Self {
+        Element::with_ns(name.into(), Cow::Owned(ns.into()))
+    }
+
+    /// Parser fast path: the namespace may be a borrowed well-known one.
+    pub(crate) fn with_ns(name: String, ns: Cow<'static, str>) -> Self {
         Element {
-            name: name.into(),
-            ns: ns.into(),
+            name,
+            ns,
             attrs: Vec::new(),
             children: Vec::new(),
         }
@@ -44,7 +59,7 @@ impl Element {
     }
 
     pub fn set_ns(&mut self, ns: impl Into<String>) {
-        self.ns = ns.into();
+        self.ns = Cow::Owned(ns.into());
     }
 
     /// True when this element has the given local name and namespace.
@@ -213,6 +228,22 @@ impl Element {
 
     pub fn clear_children(&mut self) {
         self.children.clear();
+    }
+
+    /// Roughly how many bytes this element takes when serialized (and, within a small
+    /// factor, in memory): for budgets such as a session's queue, without serializing.
+    pub fn size_hint(&self) -> usize {
+        let mut n = 2 * self.name.len() + 5;
+        for (k, v) in &self.attrs {
+            n += k.len() + v.len() + 4;
+        }
+        for c in &self.children {
+            n += match c {
+                Node::Element(e) => e.size_hint(),
+                Node::Text(t) => t.len(),
+            };
+        }
+        n
     }
 
     /// Serializes as a standalone fragment: the namespace is declared on this element.

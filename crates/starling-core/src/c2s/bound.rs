@@ -39,13 +39,13 @@ impl<T: Transport> C2s<T> {
                 biased;
                 reason = session.closed() => break End::Error(reason),
                 _ = shutdown.changed() => break End::Error(StreamError::new(StreamErrorCondition::SystemShutdown)),
-                cmd = rx.rx.recv() => {
-                    let Some(first) = cmd else { break End::Eof };
-                    batch.push(first.into_stanza());
+                next = rx.recv() => {
+                    let Some(first) = next else { break End::Eof };
+                    batch.push(first);
                     while batch.len() < MAX_BATCH {
-                        match rx.rx.try_recv() {
-                            Ok(cmd) => batch.push(cmd.into_stanza()),
-                            Err(_) => break,
+                        match rx.try_recv() {
+                            Some(el) => batch.push(el),
+                            None => break,
                         }
                     }
                     for el in &batch {
@@ -99,9 +99,9 @@ impl<T: Transport> C2s<T> {
         // loses nothing that was accepted. Other stanzas queued before a close (the result of
         // the request that caused it, say) go out ahead of the stream error while the peer
         // still reads: not to a reader that stopped reading, nor into a dead connection.
-        rx.rx.close();
-        while let Ok(cmd) = rx.rx.try_recv() {
-            batch.push(cmd.into_stanza());
+        rx.close();
+        while let Some(el) = rx.try_recv() {
+            batch.push(el);
         }
         let peer_reads = match &end {
             End::Closed => true,

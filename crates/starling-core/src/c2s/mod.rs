@@ -408,6 +408,7 @@ impl<T: Transport> C2s<T> {
             peer: self.t.peer_addr(),
             secure: self.t.is_secure(),
             queue: self.server.config.c2s.max_queued_stanzas,
+            queue_bytes: self.server.config.c2s.max_queued_bytes,
         });
         if let Some(old) = replaced {
             old.close(
