@@ -12,6 +12,19 @@
 //! - Limits ([`Limits`]): stanza size is checked on what is buffered, before the stanza ends, so
 //!   a peer cannot make us hold more than the limit; depth and attribute counts are checked per
 //!   element; the prolog and stream header together are capped at 16 KiB.
+//! - What is built is bounded too, not just what is read: every element holds its own copy of
+//!   its namespace URI, so a long URI inherited by many small elements would turn a stanza of
+//!   a few hundred KiB into gigabytes. Namespace URIs are capped at 1024 bytes
+//!   ([`XmlError::LimitExceeded`]`("namespace length")`), and the strings the tree of one
+//!   stanza holds (names, namespaces, attributes, text) count against `max_stanza_bytes` as
+//!   well (`"stanza size"`), checked as each element and text run is added.
+//!
+//! Prefixed attributes: [`Element`] stores attributes by their name as written and the
+//! serializer writes them verbatim, so an attribute `p:attr` keeps its namespace only if the
+//! declaration of `p` goes with it. The parser therefore stores, on each element carrying an
+//! attribute with a prefix other than `xml`, that prefix's declaration as the attribute
+//! `xmlns:p` (the URI in scope, wherever it was declared), just before the first attribute
+//! using it. Serialized output stays well-formed, and parsing it again gives an equal element.
 //!
 //! Both entry points share one tokenizer (`reader.rs`), which keeps its scan position across
 //! feeds and consumes input token by token.
@@ -27,7 +40,10 @@ use reader::{Mode, Out, Reader};
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Largest stanza (a child of the stream root, or a whole [`parse_document`] input), in raw
-    /// bytes from its `<` to the end of its end tag.
+    /// bytes from its `<` to the end of its end tag. Also caps the bytes the stanza's tree holds:
+    /// element local names, namespace URIs (except the stream namespaces `jabber:client`,
+    /// `jabber:server`, the streams and framing ones, which are shared constants), attribute
+    /// names and decoded values, and decoded text.
     pub max_stanza_bytes: usize,
     /// Deepest element nesting inside a stanza (the stanza itself is depth 1; the stream root
     /// does not count).
@@ -61,7 +77,8 @@ pub enum XmlError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StreamEvent {
     /// The stream header (RFC 6120 §4.7): the root element without children, its namespace
-    /// declarations removed; `default_ns` is the default namespace it declares ("" if none).
+    /// declarations removed (except those kept for its prefixed attributes other than `xml:`,
+    /// as on every element); `default_ns` is the default namespace it declares ("" if none).
     Open { header: Element, default_ns: String },
     /// A complete child of the stream root, namespaces resolved.
     Stanza(Element),

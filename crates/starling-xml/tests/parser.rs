@@ -204,7 +204,13 @@ fn namespace_resolution() {
     );
     assert_eq!(
         data.attrs().collect::<Vec<_>>(),
-        vec![("a", "1"), ("x:b", "2"), ("xml:lang", "fr")]
+        vec![
+            ("a", "1"),
+            ("xmlns:x", "urn:x"),
+            ("x:b", "2"),
+            ("xml:lang", "fr")
+        ],
+        "a prefixed attribute brings its prefix's declaration along (not xml:)"
     );
     let kids: Vec<_> = data.children().collect();
     assert!(
@@ -798,4 +804,280 @@ fn whitespace_in_attributes_and_cr_in_text_survive_a_round_trip() {
     let back = starling_xml::parse_document(xml.as_bytes(), "jabber:client", &Default::default())
         .expect("parses");
     assert_eq!(back, el);
+}
+
+#[test]
+fn namespace_uris_are_capped() {
+    let ok = "u".repeat(1024);
+    let long = "u".repeat(1025);
+    let (events, err) = run(format!("{HEADER}<iq xmlns='{ok}'><a/></iq>").as_bytes());
+    assert_eq!((events.len(), err), (2, None));
+    assert_eq!(stanzas(&events)[0].ns(), ok);
+    let too_long = XmlError::LimitExceeded("namespace length");
+    for body in [
+        format!("<iq xmlns='{long}'/>"),
+        format!("<iq xmlns:p='{long}'/>"),
+        // Decoded length counts; the cap applies wherever the declaration is.
+        format!("<iq><query xmlns='{}&amp;'/></iq>", "u".repeat(1024)),
+    ] {
+        assert_eq!(error_after_header(&body), too_long, "{body}");
+        assert_eq!(
+            parse_document(body.as_bytes(), ns::CLIENT, &Limits::default()),
+            Err(too_long.clone())
+        );
+    }
+    // On the stream header too.
+    let header = format!(
+        "<stream:stream xmlns='{long}' xmlns:stream='{}'>",
+        ns::STREAM
+    );
+    assert_eq!(run(header.as_bytes()).1, Some(too_long));
+}
+
+/// The reported attack: a long namespace on a stanza, inherited by many tiny children. Input
+/// stays far below the raw limit; what would be built is far above it.
+#[test]
+fn inherited_namespace_counts_against_the_stanza_limit() {
+    let limits = Limits {
+        max_stanza_bytes: 10_000,
+        ..Limits::default()
+    };
+    let stanza = |ns_len: usize, kids: usize| {
+        format!(
+            "<iq xmlns='{}'>{}</iq>",
+            "u".repeat(ns_len),
+            "<a/>".repeat(kids)
+        )
+    };
+    let attack = stanza(1000, 200);
+    assert!(attack.len() < 2_000, "raw input is well under the limit");
+    let size = XmlError::LimitExceeded("stanza size");
+    let (events, err) = check_splits_with(format!("{HEADER}{attack}").as_bytes(), &limits);
+    assert_eq!((events.len(), err), (1, Some(size.clone())));
+    assert_eq!(
+        parse_document(attack.as_bytes(), ns::CLIENT, &limits),
+        Err(size.clone())
+    );
+
+    // The budget is per stanza: two that each build ~6 KB pass, one after the other, and so
+    // do they after a stream restart.
+    let fine = stanza(100, 60);
+    let input = format!("{HEADER}{fine}{fine}");
+    let (events, err) = check_splits_with(input.as_bytes(), &limits);
+    assert_eq!((events.len(), err), (3, None));
+    assert_eq!(stanzas(&events)[1].children().count(), 60);
+    let mut p = StreamParser::new(limits.clone());
+    p.feed(format!("{input}{input}").as_bytes());
+    for _ in 0..3 {
+        assert!(matches!(p.next_event(), Ok(Some(_))));
+    }
+    p.reset();
+    for _ in 0..3 {
+        assert!(matches!(p.next_event(), Ok(Some(_))));
+    }
+    assert!(parse_document(fine.as_bytes(), ns::CLIENT, &limits).is_ok());
+
+    // The same through prefixed attributes: each element using the prefix carries a copy of
+    // its declaration, which counts as well.
+    let via_attrs = format!(
+        "<iq xmlns:p='{}'>{}</iq>",
+        "u".repeat(1000),
+        "<a p:x=''/>".repeat(30)
+    );
+    assert!(via_attrs.len() < 2_000);
+    let (events, err) = check_splits_with(format!("{HEADER}{via_attrs}").as_bytes(), &limits);
+    assert_eq!((events.len(), err), (1, Some(size.clone())));
+    assert_eq!(
+        parse_document(via_attrs.as_bytes(), ns::CLIENT, &limits),
+        Err(size.clone())
+    );
+
+    // The original report's shape under the default limits: a 64 KB namespace is refused
+    // outright, and at the largest allowed one the stanza fails within a few hundred children,
+    // long before its end.
+    let mut p = StreamParser::new(Limits::default());
+    p.feed(HEADER.as_bytes());
+    assert!(matches!(p.next_event(), Ok(Some(StreamEvent::Open { .. }))));
+    p.feed(format!("<iq xmlns='{}'>", "u".repeat(64 * 1024)).as_bytes());
+    assert_eq!(
+        p.next_event(),
+        Err(XmlError::LimitExceeded("namespace length"))
+    );
+    let mut p = StreamParser::new(Limits::default());
+    p.feed(HEADER.as_bytes());
+    assert!(matches!(p.next_event(), Ok(Some(StreamEvent::Open { .. }))));
+    p.feed(format!("<iq xmlns='{}'>", "u".repeat(1024)).as_bytes());
+    assert_eq!(p.next_event(), Ok(None));
+    let mut kids = 0;
+    let err = loop {
+        p.feed(b"<a/>");
+        kids += 1;
+        match p.next_event() {
+            Ok(None) => assert!(kids < 40_000),
+            other => break other,
+        }
+    };
+    assert_eq!(err, Err(size));
+    assert!(kids <= 256, "failed only after {kids} children");
+}
+
+#[test]
+fn normal_stanzas_fit_the_default_limit() {
+    let limits = Limits::default();
+    let mut roster = String::from("<iq type='set' id='r1'><query xmlns='jabber:iq:roster'>");
+    for i in 0..500 {
+        roster.push_str(&format!(
+            "<item jid='contact{i}@example.com' name='Contact number {i}' subscription='both'>\
+             <group>Friends</group></item>"
+        ));
+    }
+    roster.push_str("</query></iq>");
+    let body = format!(
+        "<message to='a@example.com' type='chat'><body>{}</body></message>",
+        "x".repeat(200 * 1024)
+    );
+    // The default namespace comes from the stream; jabber:client costs nothing per element.
+    let xhtml = format!(
+        "<message><html xmlns='http://jabber.org/protocol/xhtml-im'>\
+         <body xmlns='http://www.w3.org/1999/xhtml'>{}</body></html></message>",
+        "<p>line<br/>next</p>".repeat(2_000)
+    );
+    for stanza in [&roster, &body, &xhtml] {
+        let (events, err) = run(format!("{HEADER}{stanza}{stanza}").as_bytes());
+        assert_eq!((events.len(), err), (3, None));
+        let parsed = parse_document(stanza.as_bytes(), ns::CLIENT, &limits).unwrap();
+        assert_eq!(stanzas(&events)[0], &parsed);
+    }
+    let (events, _) = run(format!("{HEADER}{roster}").as_bytes());
+    let query = stanzas(&events)[0].first_child().unwrap();
+    assert_eq!(query.children().count(), 500);
+    assert!(query.children().all(|i| i.is("item", "jabber:iq:roster")));
+}
+
+/// Parses `stanza` inside a stream and alone, checks both agree, and that serializing it and
+/// parsing the output (alone, and inside a stream) gives it back.
+fn parse_and_round_trip(header: &str, stanza: &str) -> Element {
+    let (events, err) = check_splits(&format!("{header}{stanza}"));
+    assert_eq!(err, None);
+    let s = stanzas(&events);
+    assert_eq!(s.len(), 1);
+    let el = s[0].clone();
+    if header == HEADER {
+        let doc = parse_document(stanza.as_bytes(), ns::CLIENT, &Limits::default()).unwrap();
+        assert_eq!(doc, el, "parse_document agrees with the stream parser");
+    }
+    let xml = el.to_xml();
+    let again = parse_document(xml.as_bytes(), "", &Limits::default())
+        .unwrap_or_else(|e| panic!("{xml} is not well-formed: {e}"));
+    assert_eq!(again, el, "{xml}");
+    let mut wrapped = String::from(HEADER);
+    el.write_to(&mut wrapped, ns::CLIENT);
+    let (evs, err) = run(wrapped.as_bytes());
+    assert_eq!(err, None, "{wrapped}");
+    assert_eq!(stanzas(&evs), vec![&el]);
+    el
+}
+
+#[test]
+fn prefixed_attributes_keep_their_declaration() {
+    let message = parse_and_round_trip(
+        HEADER,
+        "<message to='a@b'><x xmlns='urn:x' xmlns:p='urn:p' p:attr='1'/></message>",
+    );
+    let x = message.first_child().unwrap();
+    assert!(x.is("x", "urn:x"));
+    assert_eq!(
+        x.attrs().collect::<Vec<_>>(),
+        vec![("xmlns:p", "urn:p"), ("p:attr", "1")]
+    );
+    assert_eq!(x.to_xml(), "<x xmlns='urn:x' xmlns:p='urn:p' p:attr='1'/>");
+    assert_eq!(
+        parse_document(x.to_xml().as_bytes(), "", &Limits::default()).as_ref(),
+        Ok(x)
+    );
+    assert_eq!(message.attrs().collect::<Vec<_>>(), vec![("to", "a@b")]);
+
+    // The element's own prefix, the reserved xml prefix and other attributes are untouched.
+    let m = parse_and_round_trip(
+        HEADER,
+        "<message xml:lang='en'><p:x xmlns:p='urn:p' a='0' p:b='1' p:c='2'/></message>",
+    );
+    assert_eq!(m.attrs().collect::<Vec<_>>(), vec![("xml:lang", "en")]);
+    let x = m.first_child().unwrap();
+    assert!(x.is("x", "urn:p"));
+    assert_eq!(
+        x.attrs().collect::<Vec<_>>(),
+        vec![("a", "0"), ("xmlns:p", "urn:p"), ("p:b", "1"), ("p:c", "2")],
+        "one declaration per prefix, before its first use"
+    );
+}
+
+#[test]
+fn prefix_declared_on_an_ancestor_is_carried_to_its_user() {
+    let m = parse_and_round_trip(
+        HEADER,
+        "<message xmlns:p='urn:p' xmlns:q='urn:q&amp;'><x xmlns='urn:x' p:attr='1'>\
+         <y q:a='2' p:b='3'/><z xmlns:p='urn:p2' p:c='4'/><w/></x></message>",
+    );
+    assert_eq!(m.attrs().count(), 0, "a declaration nobody uses is dropped");
+    let x = m.first_child().unwrap();
+    assert_eq!(
+        x.attrs().collect::<Vec<_>>(),
+        vec![("xmlns:p", "urn:p"), ("p:attr", "1")]
+    );
+    let kids: Vec<_> = x.children().collect();
+    assert_eq!(
+        kids[0].attrs().collect::<Vec<_>>(),
+        vec![
+            ("xmlns:q", "urn:q&"),
+            ("q:a", "2"),
+            ("xmlns:p", "urn:p"),
+            ("p:b", "3")
+        ]
+    );
+    assert_eq!(
+        kids[1].attrs().collect::<Vec<_>>(),
+        vec![("xmlns:p", "urn:p2"), ("p:c", "4")],
+        "the innermost declaration wins"
+    );
+    assert_eq!(kids[2].attrs().count(), 0);
+    // Standalone, the child declares what it uses.
+    assert_eq!(
+        kids[0].to_xml(),
+        "<y xmlns='urn:x' xmlns:q='urn:q&amp;' q:a='2' xmlns:p='urn:p' p:b='3'/>"
+    );
+
+    // Declared on the stream root.
+    let header = format!(
+        "<stream:stream xmlns='jabber:client' xmlns:stream='{}' xmlns:p='urn:p'>",
+        ns::STREAM
+    );
+    let m = parse_and_round_trip(
+        &header,
+        "<message p:a='1'><body p:b='2'>hi</body></message>",
+    );
+    assert_eq!(
+        m.attrs().collect::<Vec<_>>(),
+        vec![("xmlns:p", "urn:p"), ("p:a", "1")]
+    );
+    assert_eq!(
+        m.first_child().unwrap().attrs().collect::<Vec<_>>(),
+        vec![("xmlns:p", "urn:p"), ("p:b", "2")]
+    );
+    // And via parse_document, where the declaration is on the frame's root.
+    let doc = parse_document(
+        b"<message xmlns='jabber:client' xmlns:p='urn:p'><x p:a='1'/></message>",
+        ns::CLIENT,
+        &Limits::default(),
+    )
+    .unwrap();
+    let x = doc.first_child().unwrap();
+    assert_eq!(
+        x.to_xml(),
+        "<x xmlns='jabber:client' xmlns:p='urn:p' p:a='1'/>"
+    );
+    assert_eq!(
+        parse_document(x.to_xml().as_bytes(), "", &Limits::default()).as_ref(),
+        Ok(x)
+    );
 }

@@ -15,7 +15,8 @@ use super::chars::{
 };
 use super::scope::Scope;
 use super::{Limits, XmlError};
-use crate::Element;
+use crate::{ns, Element};
+use std::borrow::Cow;
 
 /// Cap on the prolog and stream header together (RFC 6120 §4.7): a real one is a few hundred
 /// bytes, and nothing before it may be used to make us buffer.
@@ -25,6 +26,18 @@ const RESTRICTED_DTD: &str = "document type declarations and DTD markup are not 
 const RESTRICTED_PI: &str = "processing instructions are not allowed";
 const RESTRICTED_COMMENT: &str = "comments are not allowed";
 const TOO_BIG: &str = "stanza too large";
+const BUILT_TOO_BIG: &str = "stanza size";
+
+/// Namespaces nearly every element of a stream is in: elements in them borrow the constant
+/// instead of holding a copy (so they cost nothing against the built-size budget either).
+const WELL_KNOWN_NS: [&str; 4] = [ns::CLIENT, ns::SERVER, ns::STREAM, ns::FRAMING];
+
+fn element_ns(uri: &str) -> Cow<'static, str> {
+    match WELL_KNOWN_NS.iter().find(|k| **k == uri) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(uri.to_owned()),
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Mode {
@@ -107,6 +120,9 @@ pub(crate) struct Reader {
     brackets: u8,
     /// Raw bytes consumed so far by the stanza being built.
     stanza_bytes: usize,
+    /// Bytes of strings held by the tree of the stanza being built (names, owned namespaces,
+    /// attributes, text): an inherited namespace makes this grow faster than `stanza_bytes`.
+    built_bytes: usize,
     /// Raw bytes consumed by the prolog and stream header.
     header_bytes: usize,
 }
@@ -132,6 +148,7 @@ impl Reader {
             cr: false,
             brackets: 0,
             stanza_bytes: 0,
+            built_bytes: 0,
             header_bytes: 0,
         };
         if !default_ns.is_empty() {
@@ -155,6 +172,7 @@ impl Reader {
         self.cr = false;
         self.brackets = 0;
         self.stanza_bytes = 0;
+        self.built_bytes = 0;
         self.header_bytes = 0;
     }
 
@@ -241,6 +259,15 @@ impl Reader {
             if self.stanza_bytes > self.limits.max_stanza_bytes {
                 return Err(XmlError::LimitExceeded(TOO_BIG));
             }
+        }
+        Ok(())
+    }
+
+    /// Counts `n` bytes added to the tree of the stanza being built against the stanza limit.
+    fn charge_built(&mut self, n: usize) -> Result<(), XmlError> {
+        self.built_bytes += n;
+        if self.built_bytes > self.limits.max_stanza_bytes {
+            return Err(XmlError::LimitExceeded(BUILT_TOO_BIG));
         }
         Ok(())
     }
@@ -530,8 +557,12 @@ impl Reader {
                 .declare_raw(prefix, &body[a.value.0..a.value.1])?;
         }
 
-        let ns = self.scope.resolve(prefix)?;
-        let mut el = Element::new(local, ns);
+        let ns = element_ns(self.scope.resolve(prefix)?);
+        let mut built = local.len();
+        if let Cow::Owned(uri) = &ns {
+            built += uri.len();
+        }
+        let mut el = Element::with_ns(local.to_owned(), ns);
         el.reserve_attrs(plain);
         for i in 0..self.attrs.len() {
             let a = self.attrs[i];
@@ -541,17 +572,27 @@ impl Reader {
             }
             let (p, _) = split_qname(name)?;
             if !p.is_empty() {
-                // Prefixed attributes are stored as written ("xml:lang"), but their prefix
-                // must still be bound.
-                self.scope.resolve(p)?;
+                // Prefixed attributes are stored as written ("p:attr"); their prefix must be
+                // bound, and unless it is `xml` its declaration is kept as an `xmlns:p`
+                // attribute so the element serializes well-formed (see `Element`).
+                let uri = self.scope.resolve(p)?;
+                if p != "xml" && !el.attrs().any(|(k, _)| k.strip_prefix("xmlns:") == Some(p)) {
+                    let decl = format!("xmlns:{p}");
+                    built += decl.len() + uri.len();
+                    el.push_attr(decl, uri.to_owned());
+                }
             }
             let raw = &body[a.value.0..a.value.1];
             let mut value = String::with_capacity(raw.len());
             decode_attr(raw, &mut value)?;
+            built += name.len() + value.len();
             el.push_attr(name.to_owned(), value);
         }
+        if !is_root {
+            self.charge_built(built)?;
+        }
 
-        self.flush_text();
+        self.flush_text()?;
         self.open.push(OpenTag {
             name: self.names.len(),
             decls: mark,
@@ -580,16 +621,17 @@ impl Reader {
     }
 
     /// Attaches pending character data to the innermost open element.
-    fn flush_text(&mut self) {
+    fn flush_text(&mut self) -> Result<(), XmlError> {
         self.cr = false;
         self.brackets = 0;
         if self.text.is_empty() {
-            return;
+            return Ok(());
         }
-        let Some(top) = self.stack.last_mut() else {
+        if self.stack.is_empty() {
             self.text.clear();
-            return;
-        };
+            return Ok(());
+        }
+        self.charge_built(self.text.len())?;
         // Small runs are copied so our buffer keeps its capacity; a big one is handed over.
         let text = if self.text.capacity() > 4096 {
             std::mem::take(&mut self.text)
@@ -598,7 +640,10 @@ impl Reader {
             self.text.clear();
             t
         };
-        top.append_text(text);
+        if let Some(top) = self.stack.last_mut() {
+            top.append_text(text);
+        }
+        Ok(())
     }
 
     fn end_tag(&mut self, rest: &[u8], scan: usize) -> Result<Step, XmlError> {
@@ -642,7 +687,7 @@ impl Reader {
     }
 
     fn close_element(&mut self) -> Result<Option<Out>, XmlError> {
-        self.flush_text();
+        self.flush_text()?;
         if let Some(open) = self.open.pop() {
             self.names.truncate(open.name);
             self.scope.pop(open.decls);
@@ -661,6 +706,7 @@ impl Reader {
                     self.phase = Phase::End;
                 }
                 self.stanza_bytes = 0;
+                self.built_bytes = 0;
                 Ok(Some(Out::Element(el)))
             }
         }

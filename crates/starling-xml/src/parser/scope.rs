@@ -8,6 +8,11 @@ use crate::ns;
 
 const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
 
+/// Longest namespace URI accepted, in bytes after decoding. Real ones are well under 100;
+/// every element in a namespace holds a copy of it, so it must not be left to the stanza limit
+/// alone.
+pub(crate) const MAX_NS_BYTES: usize = 1024;
+
 /// One declaration: prefix `arena[start..mid]` ("" for the default), URI `arena[mid..end]`.
 struct Decl {
     start: usize,
@@ -51,7 +56,7 @@ impl Scope {
     }
 
     /// Binds `prefix` ("" for `xmlns=`) to an attribute value as written, enforcing the rules
-    /// on reserved names.
+    /// on reserved names and the [`MAX_NS_BYTES`] cap.
     pub(crate) fn declare_raw(&mut self, prefix: &str, raw_value: &str) -> Result<(), XmlError> {
         if !prefix.is_empty() && !split_qname(prefix)?.0.is_empty() {
             return Err(nwf("invalid namespace prefix"));
@@ -61,6 +66,9 @@ impl Scope {
         let mid = self.arena.len();
         decode_attr(raw_value, &mut self.arena)?;
         let uri = &self.arena[mid..];
+        if uri.len() > MAX_NS_BYTES {
+            return Err(XmlError::LimitExceeded("namespace length"));
+        }
         if !prefix.is_empty() && uri.is_empty() {
             return Err(nwf("a namespace prefix cannot be undeclared"));
         }
