@@ -1,18 +1,30 @@
 //! Listeners: accept loops for c2s over TCP (STARTTLS, RFC 6120 §5) or Direct TLS (XEP-0368)
-//! and for HTTP(S) carrying WebSocket (RFC 7395) and host-meta (XEP-0156), with a connection
-//! limit, TCP_NODELAY, accept errors that back off instead of spinning, and graceful shutdown.
+//! and for HTTP(S) carrying WebSocket (RFC 7395) and host-meta (XEP-0156), with connection
+//! budgets, TCP_NODELAY, accept errors that back off instead of spinning, and graceful shutdown.
 //! What runs a stream is the caller's [`StreamHandler`], so net never names core's server.
+//!
+//! Budgets: c2s connections and upgraded WebSockets share the stream budget
+//! (`max_connections`); HTTP connections not (yet) upgraded have a smaller one of their own
+//! (`max_http_pending`), so idle or slow HTTP clients cannot crowd out XMPP streams; each
+//! TLS listener runs at most `max_tls_handshakes` handshakes at once. Plain HTTP connections
+//! are closed when the request head does not arrive in time or nothing moves for a while; a
+//! WebSocket is a stream, left to core's negotiation and keepalive timers.
 
-use std::future::IntoFuture;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
+use axum::extract::connect_info::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::{service_fn, Service};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use starling_proto::sasl::ChannelBindings;
 use starling_xml::{ns, Limits};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -25,7 +37,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::tcp::{TcpOptions, TcpTransport};
 use crate::tls::TlsSetup;
-use crate::websocket::{self, ConnInfo, WsConfig, WsTransport};
+use crate::websocket::{self, ConnInfo, StreamBudget, WsConfig, WsTransport};
 use crate::NetError;
 
 /// What runs a stream once its transport exists (the binary passes one calling core's c2s
@@ -35,15 +47,33 @@ pub trait StreamHandler: Send + Sync + 'static {
     fn ws(&self, transport: WsTransport);
 }
 
-/// Per-listener limits.
+/// Per-listener limits. Build with `..ConnLimits::default()` so fields added later keep
+/// their defaults.
 #[derive(Clone, Debug)]
 pub struct ConnLimits {
-    /// Open connections at most; past it new connections are accepted and closed at once.
+    /// Open XMPP streams at most (c2s connections and upgraded WebSockets); past it new c2s
+    /// connections are accepted and closed at once, and WebSocket upgrades are refused (503).
     pub max_connections: usize,
     /// Largest stanza the XML parser accepts (RFC 6120 §13.12: at least 10000 bytes).
     pub max_stanza_bytes: usize,
     /// How long a TLS handshake may take before the connection is dropped.
     pub tls_handshake_timeout: Duration,
+    /// How long an HTTP client has to send a whole request head, counted from when the
+    /// connection is ready (TLS done) or the previous response was sent: so also how long an
+    /// idle keep-alive connection stays open. Default 10 s.
+    pub http_header_timeout: Duration,
+    /// How long an HTTP connection not upgraded to a WebSocket may go without a byte read or
+    /// written (a client that stops reading responses or sending a body) before it is closed.
+    /// Upgraded WebSockets are never cut by it. Default 30 s.
+    pub http_idle_timeout: Duration,
+    /// HTTP connections not upgraded to a WebSocket (TLS handshakes included) open at most,
+    /// over all HTTP listeners of a [`ListenerSet`]; past it new ones are closed at once.
+    /// They do not count against `max_connections`. `None` (the default): a quarter of
+    /// `max_connections`, at least 1.
+    pub max_http_pending: Option<usize>,
+    /// TLS handshakes (Direct TLS and HTTPS) in progress at most per listener; past it new
+    /// connections are closed at once. Default 256.
+    pub max_tls_handshakes: usize,
 }
 
 impl Default for ConnLimits {
@@ -52,6 +82,10 @@ impl Default for ConnLimits {
             max_connections: 10_000,
             max_stanza_bytes: Limits::default().max_stanza_bytes,
             tls_handshake_timeout: Duration::from_secs(30),
+            http_header_timeout: Duration::from_secs(10),
+            http_idle_timeout: Duration::from_secs(30),
+            max_http_pending: None,
+            max_tls_handshakes: 256,
         }
     }
 }
@@ -64,19 +98,38 @@ impl ConnLimits {
         }
     }
 
+    /// The budget of HTTP connections not upgraded.
+    pub fn http_pending(&self) -> usize {
+        self.max_http_pending
+            .unwrap_or(self.max_connections / 4)
+            .max(1)
+    }
+
     fn semaphore(&self) -> Arc<Semaphore> {
-        Arc::new(Semaphore::new(
-            self.max_connections.min(Semaphore::MAX_PERMITS),
-        ))
+        semaphore(self.max_connections)
+    }
+
+    fn http_semaphore(&self) -> Arc<Semaphore> {
+        semaphore(self.http_pending())
+    }
+
+    fn handshake_semaphore(&self) -> Arc<Semaphore> {
+        semaphore(self.max_tls_handshakes.max(1))
     }
 }
 
-/// Every listener of a server sharing one handler, one connection budget and one shutdown
-/// signal. The free functions [`bind_c2s`] and [`bind_http`] do the same with a budget each.
+fn semaphore(permits: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(permits.min(Semaphore::MAX_PERMITS)))
+}
+
+/// Every listener of a server sharing one handler, one stream budget, one budget of pending
+/// HTTP connections and one shutdown signal. The free functions [`bind_c2s`] and
+/// [`bind_http`] do the same with budgets of their own.
 pub struct ListenerSet {
     handler: Arc<dyn StreamHandler>,
     limits: ConnLimits,
     permits: Arc<Semaphore>,
+    http_permits: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
     bound: Vec<(&'static str, SocketAddr)>,
     tasks: Vec<JoinHandle<()>>,
@@ -92,6 +145,7 @@ impl ListenerSet {
         ListenerSet {
             handler,
             permits: limits.semaphore(),
+            http_permits: limits.http_semaphore(),
             limits,
             shutdown,
             bound: Vec::new(),
@@ -138,7 +192,10 @@ impl ListenerSet {
             ws_path,
             self.handler.clone(),
             self.limits.clone(),
-            self.permits.clone(),
+            Budgets {
+                streams: self.permits.clone(),
+                http: self.http_permits.clone(),
+            },
             self.shutdown.clone(),
         )
         .await?;
@@ -153,7 +210,8 @@ impl ListenerSet {
         &self.bound
     }
 
-    /// Waits until every listener stopped (after the shutdown signal).
+    /// Waits until every listener stopped (after the shutdown signal), HTTP connections not
+    /// upgraded included.
     pub async fn join(self) {
         for task in self.tasks {
             let _ = task.await;
@@ -174,7 +232,7 @@ pub async fn bind_c2s(
     c2s(addr, tls, direct_tls, handler, limits, permits, shutdown).await
 }
 
-/// Binds an HTTP(S) listener with its own connection budget. See [`ListenerSet::bind_http`].
+/// Binds an HTTP(S) listener with budgets of its own. See [`ListenerSet::bind_http`].
 pub async fn bind_http(
     addr: SocketAddr,
     tls: Option<Arc<TlsSetup>>,
@@ -183,8 +241,11 @@ pub async fn bind_http(
     limits: ConnLimits,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, JoinHandle<()>), NetError> {
-    let permits = limits.semaphore();
-    http(addr, tls, ws_path, handler, limits, permits, shutdown).await
+    let budgets = Budgets {
+        streams: limits.semaphore(),
+        http: limits.http_semaphore(),
+    };
+    http(addr, tls, ws_path, handler, limits, budgets, shutdown).await
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), NetError> {
@@ -216,18 +277,26 @@ async fn c2s(
         limits: limits.xml_limits(),
         tls_handshake_timeout: limits.tls_handshake_timeout,
     };
-    let max = limits.max_connections;
+    let handshakes = limits.handshake_semaphore();
     let task = tokio::spawn(accept_loop(
         listener,
         local,
-        max,
-        permits,
+        Budget {
+            what: "connection limit (max_connections)",
+            max: limits.max_connections,
+            permits,
+        },
         shutdown,
         move |stream, peer, permit| {
             if direct_tls {
+                let Some(handshake) = handshake_permit(&handshakes, peer, local) else {
+                    return;
+                };
                 let (tls, opts, handler) = (tls.clone(), opts.clone(), handler.clone());
                 tokio::spawn(async move {
-                    match TcpTransport::accept_direct_tls(stream, tls, opts).await {
+                    let accepted = TcpTransport::accept_direct_tls(stream, tls, opts).await;
+                    drop(handshake);
+                    match accepted {
                         Ok(mut t) => {
                             t.hold_permit(permit);
                             handler.tcp(t);
@@ -245,13 +314,48 @@ async fn c2s(
     Ok((local, task))
 }
 
+/// A slot for one more TLS handshake on this listener, or `None` (the connection is then
+/// dropped) when `max_tls_handshakes` are under way.
+fn handshake_permit(
+    handshakes: &Arc<Semaphore>,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Option<OwnedSemaphorePermit> {
+    let permit = handshakes.clone().try_acquire_owned().ok();
+    if permit.is_none() {
+        debug!(%peer, %local, "too many TLS handshakes in progress (max_tls_handshakes); closing");
+    }
+    permit
+}
+
+/// The budgets an HTTP listener draws on.
+struct Budgets {
+    /// XMPP streams: an upgraded WebSocket takes one of these.
+    streams: Arc<Semaphore>,
+    /// HTTP connections not upgraded.
+    http: Arc<Semaphore>,
+}
+
+/// How long an HTTP connection may take to finish after the shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// What every connection of one HTTP listener shares.
+struct HttpShared {
+    router: Router,
+    tls: Option<Arc<TlsSetup>>,
+    streams: Arc<Semaphore>,
+    handshakes: Arc<Semaphore>,
+    limits: ConnLimits,
+    local: SocketAddr,
+}
+
 async fn http(
     addr: SocketAddr,
     tls: Option<Arc<TlsSetup>>,
     ws_path: &str,
     handler: Arc<dyn StreamHandler>,
     limits: ConnLimits,
-    permits: Arc<Semaphore>,
+    budgets: Budgets,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, JoinHandle<()>), NetError> {
     let (listener, local) = bind(addr).await?;
@@ -265,54 +369,133 @@ async fn http(
             tls: tls.is_some(),
         },
     );
-    // TLS handshakes run in their own tasks and hand finished connections to the HTTP server
-    // through this channel, so one slow handshake never holds up accepting.
-    let (tx, rx) = mpsc::channel::<HttpConn>(64);
-    let timeout = limits.tls_handshake_timeout;
+    let shared = Arc::new(HttpShared {
+        router,
+        tls,
+        streams: budgets.streams,
+        handshakes: limits.handshake_semaphore(),
+        limits: limits.clone(),
+        local,
+    });
+    // Every connection task holds a sender; the listener is done once all are gone.
+    let (running, mut all_done) = mpsc::channel::<()>(1);
+    let conn_shutdown = shutdown.clone();
     let accept = accept_loop(
         listener,
         local,
-        limits.max_connections,
-        permits,
-        shutdown.clone(),
+        Budget {
+            what: "HTTP connection limit (max_http_pending)",
+            max: limits.http_pending(),
+            permits: budgets.http,
+        },
+        shutdown,
         move |stream, peer, permit| {
-            let (tx, tls) = (tx.clone(), tls.clone());
+            let (shared, shutdown, running) =
+                (shared.clone(), conn_shutdown.clone(), running.clone());
+            // TLS handshakes run in the connection's own task, so one slow handshake never
+            // holds up accepting.
             tokio::spawn(async move {
-                let conn = match tls {
-                    None => HttpConn {
-                        io: HttpIo::Plain(stream),
-                        info: ConnInfo {
-                            peer,
-                            tls: false,
-                            sni: None,
-                            bindings: ChannelBindings::default(),
-                        },
-                        _permit: permit,
-                    },
-                    Some(setup) => {
-                        match http_tls_handshake(stream, peer, &setup, timeout, permit).await {
-                            Some(conn) => conn,
-                            None => return,
-                        }
-                    }
-                };
-                let _ = tx.send(conn).await;
+                serve_http(stream, peer, &shared, shutdown).await;
+                // The connection's HTTP slot is free once it is closed or upgraded (the
+                // WebSocket then holds a stream slot of its own).
+                drop(permit);
+                drop(running);
             });
         },
     );
-    let mut stop = shutdown;
-    let serve = axum::serve(
-        HttpListener { rx, local },
-        router.into_make_service_with_connect_info::<ConnInfo>(),
-    )
-    .with_graceful_shutdown(async move { wait_shutdown(&mut stop).await });
     let task = tokio::spawn(async move {
-        let (_, served) = tokio::join!(accept, serve.into_future());
-        if let Err(e) = served {
-            error!("{scheme} listener on {local} failed: {e}");
-        }
+        accept.await;
+        // The accept loop dropped its sender with the closure: wait for the connections,
+        // which finish their requests and close on the shutdown signal.
+        let _ = all_done.recv().await;
+        debug!("{scheme} listener on {local} stopped");
     });
     Ok((local, task))
+}
+
+/// Serves one HTTP connection: TLS when configured, then HTTP/1.1 with the header-read and
+/// idle timeouts, until it closes, is upgraded to a WebSocket, or shutdown lets it finish.
+async fn serve_http(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &HttpShared,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limits = &shared.limits;
+    let (io, info) = match &shared.tls {
+        None => (
+            HttpIo::Plain(stream),
+            ConnInfo {
+                peer,
+                tls: false,
+                sni: None,
+                bindings: ChannelBindings::default(),
+            },
+        ),
+        Some(setup) => {
+            let Some(handshake) = handshake_permit(&shared.handshakes, peer, shared.local) else {
+                return;
+            };
+            let done = tokio::select! {
+                done = http_tls_handshake(stream, peer, setup, limits.tls_handshake_timeout) => done,
+                _ = wait_shutdown(&mut shutdown) => return,
+            };
+            drop(handshake);
+            match done {
+                Some(done) => done,
+                None => return,
+            }
+        }
+    };
+    let activity = Arc::new(Activity::new());
+    let io = HttpConn {
+        io,
+        activity: activity.clone(),
+    };
+    let router = TowerToHyperService::new(shared.router.clone());
+    let streams = StreamBudget(shared.streams.clone());
+    let service = service_fn(move |mut req: hyper::Request<Incoming>| {
+        // What the WebSocket upgrade needs: the connection and the stream budget.
+        req.extensions_mut().insert(ConnectInfo(info.clone()));
+        req.extensions_mut().insert(streams.clone());
+        router.call(req)
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.http_header_timeout)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let mut stopping = false;
+    let grace = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            // Ends when the connection closes, or right after an upgrade, whose stream then
+            // lives on in the WebSocket task (and is no longer watched for idleness here).
+            served = conn.as_mut() => {
+                if let Err(e) = served {
+                    debug!(%peer, "HTTP connection: {e}");
+                }
+                return;
+            }
+            // Idle connections close at once, a request being answered is finished; one still
+            // trickling in its head gets a moment, not the whole header timeout.
+            _ = wait_shutdown(&mut shutdown), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+                grace.as_mut().reset(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+            }
+            _ = grace.as_mut(), if stopping => {
+                debug!(%peer, "HTTP connection still busy at shutdown; closing");
+                return;
+            }
+            _ = activity.idle(limits.http_idle_timeout) => {
+                debug!(%peer, "HTTP connection idle; closing");
+                return;
+            }
+        }
+    }
 }
 
 async fn http_tls_handshake(
@@ -320,8 +503,7 @@ async fn http_tls_handshake(
     peer: SocketAddr,
     setup: &TlsSetup,
     timeout: Duration,
-    permit: OwnedSemaphorePermit,
-) -> Option<HttpConn> {
+) -> Option<(HttpIo, ConnInfo)> {
     let accept = TlsAcceptor::from(setup.starttls.clone()).accept(stream);
     let tls = match tokio::time::timeout(timeout, accept).await {
         Ok(Ok(tls)) => tls,
@@ -335,16 +517,13 @@ async fn http_tls_handshake(
         }
     };
     let (sni, bindings) = crate::tls::session_info(tls.get_ref().1, setup);
-    Some(HttpConn {
-        io: HttpIo::Tls(Box::new(tls)),
-        info: ConnInfo {
-            peer,
-            tls: true,
-            sni,
-            bindings,
-        },
-        _permit: permit,
-    })
+    let info = ConnInfo {
+        peer,
+        tls: true,
+        sni,
+        bindings,
+    };
+    Some((HttpIo::Tls(Box::new(tls)), info))
 }
 
 /// Resolves when shutdown is signalled or the sender is gone.
@@ -357,11 +536,18 @@ async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Accepts until shutdown; hands each connection with its permit to `on_conn`.
+/// One budget an accept loop draws a permit from for each connection.
+struct Budget {
+    /// For the log: which limit this is.
+    what: &'static str,
+    max: usize,
+    permits: Arc<Semaphore>,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     local: SocketAddr,
-    max_connections: usize,
-    permits: Arc<Semaphore>,
+    budget: Budget,
     mut shutdown: watch::Receiver<bool>,
     mut on_conn: impl FnMut(TcpStream, SocketAddr, OwnedSemaphorePermit) + Send + 'static,
 ) {
@@ -380,12 +566,12 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let Ok(permit) = budget.permits.clone().try_acquire_owned() else {
             // Log once per burst, not once per connection.
             if refused == 0 {
                 warn!(
-                    "{local}: connection limit reached ({max_connections} open); closing new \
-                     connections until some end"
+                    "{local}: {} reached ({} open); closing new connections until some end",
+                    budget.what, budget.max
                 );
             }
             refused += 1;
@@ -444,17 +630,48 @@ pub fn raise_fd_limit() -> (u64, u64) {
     }
 }
 
-/// An accepted HTTP connection, TLS done, with what the WebSocket transport needs to know.
+/// An accepted HTTP connection, TLS done, noting when bytes last moved.
 struct HttpConn {
     io: HttpIo,
-    info: ConnInfo,
-    /// Released when hyper drops the connection, or the upgraded WebSocket ends.
-    _permit: OwnedSemaphorePermit,
+    activity: Arc<Activity>,
 }
 
 enum HttpIo {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// When an HTTP connection last read or wrote a byte.
+struct Activity {
+    start: tokio::time::Instant,
+    /// Milliseconds after `start`.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            start: tokio::time::Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing moved for `limit`.
+    async fn idle(&self, limit: Duration) {
+        loop {
+            let last = self.start + Duration::from_millis(self.last.load(Ordering::Relaxed));
+            let deadline = last + limit;
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
 }
 
 impl AsyncRead for HttpConn {
@@ -463,10 +680,25 @@ impl AsyncRead for HttpConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = match &mut this.io {
             HttpIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
             HttpIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        if buf.filled().len() > before {
+            this.activity.touch();
         }
+        polled
+    }
+}
+
+impl HttpConn {
+    fn wrote(&self, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
     }
 }
 
@@ -476,10 +708,12 @@ impl AsyncWrite for HttpConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        let polled = match &mut this.io {
             HttpIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
             HttpIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
+        };
+        this.wrote(polled)
     }
 
     fn poll_write_vectored(
@@ -487,10 +721,12 @@ impl AsyncWrite for HttpConn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        let polled = match &mut this.io {
             HttpIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             HttpIo::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
+        };
+        this.wrote(polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -512,37 +748,5 @@ impl AsyncWrite for HttpConn {
             HttpIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
             HttpIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
-    }
-}
-
-/// Feeds axum's server with connections accepted (and TLS-terminated) by our accept loop.
-struct HttpListener {
-    rx: mpsc::Receiver<HttpConn>,
-    local: SocketAddr,
-}
-
-impl axum::serve::Listener for HttpListener {
-    type Io = HttpConn;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(conn) => {
-                let peer = conn.info.peer;
-                (conn, peer)
-            }
-            // The accept loop stopped (shutdown): graceful shutdown ends the server.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
-impl Connected<IncomingStream<'_, HttpListener>> for ConnInfo {
-    fn connect_info(stream: IncomingStream<'_, HttpListener>) -> Self {
-        stream.io().info.clone()
     }
 }

@@ -14,11 +14,13 @@ use axum::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE, HOST};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use futures_util::SinkExt;
 use starling_core::transport::{Transport, TransportError};
 use starling_proto::sasl::ChannelBindings;
 use starling_xml::{escape_attr, ns, parse_document, Element, Limits, StreamEvent};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
 
 use crate::listener::StreamHandler;
@@ -62,15 +64,20 @@ impl Default for WsConfig {
     }
 }
 
+/// The stream budget an upgraded WebSocket takes a slot of, put in each request's extensions
+/// by the listener. Without it (the router served some other way) upgrades are not counted.
+#[derive(Clone)]
+pub(crate) struct StreamBudget(pub(crate) Arc<Semaphore>);
+
 #[derive(Clone)]
 struct WsState {
     handler: Arc<dyn StreamHandler>,
     config: Arc<WsConfig>,
 }
 
-/// The HTTP routes of the WebSocket transport. Serve it with
-/// `into_make_service_with_connect_info::<ConnInfo>()` (as [`crate::bind_http`] does): the
-/// upgrade needs the connection's [`ConnInfo`].
+/// The HTTP routes of the WebSocket transport. The upgrade needs the connection's
+/// [`ConnInfo`] as a `ConnectInfo<ConnInfo>` request extension, which [`crate::bind_http`]
+/// puts on every request it serves.
 pub fn router(handler: Arc<dyn StreamHandler>, config: WsConfig) -> Router {
     let path = if config.path.starts_with('/') {
         config.path.clone()
@@ -91,6 +98,7 @@ pub fn router(handler: Arc<dyn StreamHandler>, config: WsConfig) -> Router {
 async fn upgrade(
     State(state): State<WsState>,
     ConnectInfo(info): ConnectInfo<ConnInfo>,
+    budget: Option<Extension<StreamBudget>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let ws = ws.protocols([SUBPROTOCOL]);
@@ -104,6 +112,22 @@ async fn upgrade(
         )
             .into_response();
     }
+    // An upgraded WebSocket is an XMPP stream: it counts against the stream budget shared
+    // with c2s, taken before the upgrade is answered so a full server says so in HTTP.
+    let permit = match budget {
+        Some(Extension(StreamBudget(streams))) => match streams.try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                debug!(peer = %info.peer, "WebSocket upgrade refused: connection limit reached");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the server is at its connection limit\n",
+                )
+                    .into_response();
+            }
+        },
+        None => None,
+    };
     let limits = state.config.limits.clone();
     let max = limits.max_stanza_bytes.saturating_add(MESSAGE_SLACK);
     let peer = info.peer;
@@ -111,7 +135,11 @@ async fn upgrade(
         .max_frame_size(max)
         .on_failed_upgrade(move |e| debug!(%peer, "WebSocket upgrade failed: {e}"))
         .on_upgrade(move |socket| async move {
-            state.handler.ws(WsTransport::new(socket, info, limits));
+            let mut transport = WsTransport::new(socket, info, limits);
+            if let Some(permit) = permit {
+                transport.hold_permit(permit);
+            }
+            state.handler.ws(transport);
         })
 }
 
@@ -205,6 +233,8 @@ pub struct WsTransport {
     got_close: bool,
     /// We sent the WebSocket close frame.
     ws_closed: bool,
+    /// The connection's slot in the stream budget, released when the transport is dropped.
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl WsTransport {
@@ -218,7 +248,12 @@ impl WsTransport {
             sent_close: false,
             got_close: false,
             ws_closed: false,
+            _permit: None,
         }
+    }
+
+    pub(crate) fn hold_permit(&mut self, permit: OwnedSemaphorePermit) {
+        self._permit = Some(permit);
     }
 
     fn queue_text(&mut self, text: String) {

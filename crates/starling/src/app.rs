@@ -84,8 +84,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         max_connections: cfg.c2s.max_connections,
         max_stanza_bytes: cfg.c2s.max_stanza_bytes,
         tls_handshake_timeout: Duration::from_secs(30),
+        ..ConnLimits::default()
     };
-    // One connection budget for every listener, so max_connections bounds the process.
+    // One stream budget for c2s and WebSockets (max_connections bounds the process), and a
+    // separate, smaller one for plain HTTP requests.
     let mut listeners = ListenerSet::new(handler, limits, server.shutdown_signal());
     let mut running = Running {
         server: server.clone(),

@@ -91,6 +91,7 @@ pub fn limits() -> ConnLimits {
         max_connections: 100,
         max_stanza_bytes: 64 * 1024,
         tls_handshake_timeout: Duration::from_secs(5),
+        ..ConnLimits::default()
     }
 }
 

@@ -240,43 +240,6 @@ async fn shutdown_stops_accepting() {
     assert!(TcpStream::connect(addr).await.is_err(), "still listening");
 }
 
-#[tokio::test]
-async fn listener_set_shares_one_budget_and_stops_together() {
-    let (stop, rx) = shutdown();
-    let limits = ConnLimits {
-        max_connections: 1,
-        ..limits()
-    };
-    let mut set = starling_net::ListenerSet::new(handler(), limits, rx);
-    let c2s = set
-        .bind_c2s(local(0), tls_setup(), false)
-        .await
-        .expect("c2s");
-    let http = set
-        .bind_http(local(0), None, "/xmpp-websocket")
-        .await
-        .expect("http");
-    let kinds: Vec<&str> = set.bound().iter().map(|(k, _)| *k).collect();
-    assert_eq!(kinds, ["c2s", "http"]);
-
-    let _held = TcpStream::connect(c2s).await.expect("connect");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut refused = TcpStream::connect(http).await.expect("connect");
-    let _ = refused
-        .write_all(b"GET /.well-known/host-meta HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await;
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), refused.read_to_end(&mut buf))
-        .await
-        .expect("closed promptly");
-    assert!(buf.is_empty(), "served over the shared limit");
-
-    stop.send(true).expect("stop");
-    tokio::time::timeout(Duration::from_secs(5), set.join())
-        .await
-        .expect("listeners stop");
-}
-
 #[test]
 fn fd_limit_is_raised_to_the_hard_limit() {
     let (soft, hard) = starling_net::raise_fd_limit();

@@ -18,7 +18,7 @@ const OPEN: &str =
     "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>";
 const CLOSE: &str = "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>";
 
-fn request(
+pub(crate) fn request(
     url: &str,
     protocol: Option<&str>,
 ) -> tokio_tungstenite::tungstenite::handshake::client::Request {
@@ -48,7 +48,9 @@ async fn next_text<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S
 }
 
 /// open → open + features; stanza → echo; close → close and a WebSocket close.
-async fn conversation<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> String {
+pub(crate) async fn conversation<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+) -> String {
     ws.send(Message::text(OPEN)).await.expect("send");
     let open = next_text(ws).await;
     assert!(
@@ -167,7 +169,7 @@ async fn binary_messages_end_the_stream() {
     );
 }
 
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+pub(crate) async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     let req =
         format!("GET {path} HTTP/1.1\r\nHost: chat.example.com:5443\r\nConnection: close\r\n\r\n");
