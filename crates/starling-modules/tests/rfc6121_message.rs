@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::sync::Arc;
+
 use starling_core::testing::TestClient;
 use starling_core::Config;
 use starling_proto::StanzaErrorCondition;
@@ -152,4 +154,79 @@ async fn refused_delivery_moves_on_to_the_next_resource() {
     assert_eq!(body(&m).as_deref(), Some("no one lost"));
     romeo.expect_silence().await;
     drain(&mut busy).await;
+}
+
+/// §8.5.2.1.1: a message of type 'error' to the bare JID is silently ignored, even with
+/// resources available; to a connected full JID it is delivered (§8.5.3.1).
+#[tokio::test]
+async fn error_message_to_bare_jid_is_ignored() {
+    let s = no_offline().await;
+    let mut juliet = online(&s, J_FULL).await;
+    let mut romeo = online(&s, R_FULL).await;
+    let error = |to: &str| {
+        xml(&format!(
+            "<message type='error' id='e' from='{R_FULL}' to='{to}'><error type='cancel'>\
+             <item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+        ))
+    };
+    s.route(error(JULIET)).await;
+    juliet.expect_silence().await;
+    s.route(error(J_FULL)).await;
+    assert_eq!(juliet.recv().await.attr("type"), Some("error"));
+    romeo.expect_silence().await;
+}
+
+/// Candidates are ordered by one read of each priority: priorities changing under the sort
+/// (other sessions' presence) must neither panic the sort nor lose a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priorities_changing_during_delivery() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let s = no_offline().await;
+    let mut resources = Vec::new();
+    for i in 0..48 {
+        let c = TestClient::connect(&s, &format!("juliet@localhost/r{i}")).await;
+        {
+            let mut p = c.session.presence.lock();
+            p.available = true;
+            p.priority = (i % 7) as i8;
+        }
+        resources.push(c);
+    }
+    let sessions: Vec<_> = resources.iter().map(|c| c.session.clone()).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n: u32 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                for (i, s) in sessions.iter().enumerate() {
+                    n = n
+                        .wrapping_mul(1_103_515_245)
+                        .wrapping_add(12_345 + i as u32);
+                    s.presence.lock().priority = ((n >> 16) % 100) as i8;
+                }
+            }
+        })
+    };
+    let mut romeo = TestClient::connect(&s, R_FULL).await;
+    const SENT: usize = 300;
+    for _ in 0..SENT {
+        send(&romeo, message(JULIET, "chat", "hi")).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    flipper.join().expect("flipper");
+    romeo.expect_silence().await;
+    // Delivery is done by the time `send` returns: everything is queued already.
+    let mut delivered = 0;
+    for c in &mut resources {
+        while c
+            .recv_within(std::time::Duration::from_millis(5))
+            .await
+            .is_some()
+        {
+            delivered += 1;
+        }
+    }
+    assert!(delivered >= SENT, "{delivered} of {SENT} delivered");
 }

@@ -252,3 +252,27 @@ async fn removing_a_mutual_contact_cancels_both_ways() {
         Some((Subscription::None, false, false))
     );
 }
+
+#[tokio::test]
+async fn inbound_subscription_from_full_jid_is_stamped_bare() {
+    let s = im_server(&[JULIET, ROMEO]).await;
+    let mut juliet = online(&s, J_FULL).await;
+    // §3.1.3: the contact's server stamps both ends with bare JIDs, whatever the sender's
+    // server put there.
+    s.route(presence_to(J_FULL, "subscribe").with_attr("from", "benvolio@montague.example/street"))
+        .await;
+    let req = expect_presence(&mut juliet, "benvolio@montague.example", Some("subscribe")).await;
+    assert_eq!(req.attr("to"), Some(JULIET));
+    juliet.disconnect().await;
+
+    // The stored request is redelivered with the bare 'from' as well.
+    let mut juliet = interested(&s, J_FULL).await;
+    send(&juliet, presence()).await;
+    let got = drain(&mut juliet).await;
+    let again: Vec<_> = got
+        .iter()
+        .filter(|p| p.attr("type") == Some("subscribe"))
+        .collect();
+    assert_eq!(again.len(), 1, "{got:?}");
+    assert_eq!(again[0].attr("from"), Some("benvolio@montague.example"));
+}

@@ -301,3 +301,105 @@ async fn the_list_outlives_sessions() {
     let mut juliet = TestClient::connect(&server, J_FULL).await;
     assert_eq!(blocklist(&mut juliet).await, ["romeo@localhost"]);
 }
+
+#[tokio::test]
+async fn removing_a_blocked_contact_still_cancels_the_subscription() {
+    let server = server().await;
+    befriend(&server, JULIET, ROMEO).await;
+    let mut juliet = online(&server, J_FULL).await;
+    let mut romeo = online(&server, R_FULL).await;
+    block(&mut juliet, &["romeo@localhost"]).await;
+    // RFC 6121 §2.5.2: removal sends unsubscribe and unsubscribed, which the blocklist must
+    // let through: they end what Romeo's server holds, they reveal nothing.
+    let r = iq(
+        &mut juliet,
+        "<iq type='set' id='rm'><query xmlns='jabber:iq:roster'>\
+         <item jid='romeo@localhost' subscription='remove'/></query></iq>",
+    )
+    .await;
+    assert_result(&r);
+    assert!(roster_item(&server, JULIET, ROMEO).await.is_none());
+    assert_eq!(
+        roster_item(&server, ROMEO, JULIET)
+            .await
+            .map(|i| i.subscription),
+        Some(starling_store::Subscription::None)
+    );
+    let got = drain(&mut romeo).await;
+    for ty in ["unsubscribe", "unsubscribed"] {
+        assert!(
+            got.iter()
+                .any(|p| p.name() == "presence" && p.attr("type") == Some(ty)),
+            "{ty}: {got:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn replies_to_a_blocked_entity_still_leave() {
+    let (server, outbox) = server_capturing_remote().await;
+    let mut juliet = online(&server, J_FULL).await;
+    block(&mut juliet, &["iago@evil.example"]).await;
+    take_outbox(&outbox);
+
+    // §3.5: the blocked entity's message is answered service-unavailable, and that error
+    // must reach it.
+    server
+        .route(xml(
+            "<message type='chat' id='m' from='iago@evil.example/x' to='juliet@localhost'>\
+             <body>hi</body></message>",
+        ))
+        .await;
+    // A reply the server builds for the user (an IQ result) is not new traffic either.
+    server
+        .route(xml(
+            "<iq type='result' id='r' from='juliet@localhost' to='iago@evil.example/x'/>",
+        ))
+        .await;
+    let sent = take_outbox(&outbox);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0].name(), "message");
+    assert_eq!(sent[0].attr("to"), Some("iago@evil.example/x"));
+    assert_condition(&sent[0], StanzaErrorCondition::ServiceUnavailable);
+    assert_eq!(sent[1].attr("id"), Some("r"));
+    juliet.expect_silence().await;
+
+    // New traffic to the blocked entity still stays home.
+    server
+        .route(xml(
+            "<message type='chat' id='n' from='juliet@localhost' to='iago@evil.example'>\
+             <body>x</body></message>",
+        ))
+        .await;
+    assert!(take_outbox(&outbox).is_empty());
+}
+
+#[tokio::test]
+async fn iq_to_the_bare_jid_from_a_blocked_remote_entity() {
+    let (server, outbox) = server_capturing_remote().await;
+    let mut juliet = online(&server, J_FULL).await;
+    block(&mut juliet, &["iago@evil.example"]).await;
+    take_outbox(&outbox);
+
+    let request = |from: &str| {
+        xml(&format!(
+            "<iq type='get' id='v' from='{from}' to='juliet@localhost'>\
+             <vCard xmlns='vcard-temp'/></iq>"
+        ))
+    };
+    // §3.5: service-unavailable, and the vCard handler never answers.
+    server.route(request("iago@evil.example/x")).await;
+    let sent = take_outbox(&outbox);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].attr("type"), Some("error"), "{}", sent[0]);
+    assert_eq!(sent[0].attr("to"), Some("iago@evil.example/x"));
+    assert_eq!(sent[0].attr("id"), Some("v"));
+    assert_condition(&sent[0], StanzaErrorCondition::ServiceUnavailable);
+
+    // Anyone else gets the answer.
+    server.route(request("benvolio@montague.example/x")).await;
+    let sent = take_outbox(&outbox);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].attr("type"), Some("result"), "{}", sent[0]);
+    juliet.expect_silence().await;
+}

@@ -137,3 +137,52 @@ async fn s6_1_headlines_are_not_copied() {
     balcony.recv().await;
     phone.expect_silence().await;
 }
+
+/// §6–7: between two resources of the same account nobody gets a carbon: the addressed
+/// resource has the message itself, and the sender wrote it.
+#[tokio::test]
+async fn no_carbons_between_resources_of_one_account() {
+    let srv = server().await;
+    let mut balcony = online(&srv, J_FULL).await;
+    enable(&mut balcony).await;
+    let mut phone = online(&srv, J_PHONE).await;
+    enable(&mut phone).await;
+    let mut tablet = online(&srv, "juliet@localhost/tablet").await;
+    enable(&mut tablet).await;
+    drain(&mut balcony).await;
+    drain(&mut phone).await;
+    send(&balcony, message(J_PHONE, "chat", "note to self")).await;
+    let got = drain(&mut phone).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(body(&got[0]).as_deref(), Some("note to self"));
+    balcony.expect_silence().await;
+    tablet.expect_silence().await;
+}
+
+/// §6.1: an error message is copied only when it would be eligible otherwise (here: the
+/// bounce of a chat message, which carries its body); a bare error is not.
+#[tokio::test]
+async fn s6_1_error_messages_are_copied_only_when_eligible() {
+    let srv = server().await;
+    let mut balcony = online(&srv, J_FULL).await;
+    let mut phone = online(&srv, J_PHONE).await;
+    enable(&mut phone).await;
+    drain(&mut balcony).await;
+    let error = |payload: &str| {
+        xml(&format!(
+            "<message type='error' id='e' from='romeo@localhost' to='{J_FULL}'>{payload}\
+             <error type='cancel'><service-unavailable \
+             xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+        ))
+    };
+    srv.route(error("")).await;
+    assert_eq!(balcony.recv().await.attr("type"), Some("error"));
+    phone.expect_silence().await;
+
+    srv.route(error("<body>bounced</body>")).await;
+    assert_eq!(balcony.recv().await.attr("type"), Some("error"));
+    let carbon = phone.recv().await;
+    let inner = forwarded(&carbon, "received");
+    assert_eq!(inner.attr("type"), Some("error"));
+    assert_eq!(body(inner).as_deref(), Some("bounced"));
+}

@@ -1,9 +1,10 @@
 //! Message delivery to local accounts (RFC 6121 §8.5): to a bare JID by type (§8.5.2: the
 //! available resources of highest non-negative priority for chat and normal, every
-//! non-negative one for headline, never groupchat), to a full JID (§8.5.3: that resource, or
-//! the bare-JID rules when it is gone), and the offline hand-off (§8.5.2.2.1): when no
-//! resource takes a chat/normal message, [`super::EVENT_MESSAGE_OFFLINE`] is fired, and the
-//! sender gets `service-unavailable` if nobody stores it.
+//! non-negative one for headline, never groupchat, nowhere for errors), to a full JID
+//! (§8.5.3: that resource, or the bare-JID rules when it is gone), and the offline hand-off
+//! (§8.5.2.2.1): when no resource takes a chat/normal message,
+//! [`super::EVENT_MESSAGE_OFFLINE`] is fired, and the sender gets `service-unavailable` if
+//! nobody stores it.
 //!
 //! A session whose queue refuses a message (gone, overloaded) counts as unavailable: the
 //! message moves on to the next candidate, then offline, so nothing accepted is lost.
@@ -101,31 +102,39 @@ async fn to_full(server: &Arc<Server>, ev: &mut StanzaEvent) {
 async fn to_bare(server: &Arc<Server>, ev: &mut StanzaEvent) {
     let account = ev.to.bare();
     let ty = type_of(&ev.stanza);
-    if !account_exists(server, &account).await {
-        // §8.5.1: no such account.
-        if ty != Type::Error {
-            reject(server, &ev.stanza).await;
-        }
+    if ty == Type::Error {
+        // §8.5.2.1.1, §8.5.2.2.1 (and §8.5.1 with no such account): an error to a bare JID
+        // is silently ignored, whatever resources are available.
         return;
     }
-    // Negative priority: the resource does not want messages sent to the bare JID.
-    let mut candidates: Vec<Arc<SessionInfo>> = available_sessions(server, &account)
+    if !account_exists(server, &account).await {
+        // §8.5.1: no such account.
+        reject(server, &ev.stanza).await;
+        return;
+    }
+    // Each priority is read once: other tasks change them meanwhile, and the sort needs one
+    // consistent order. Negative priority: the resource does not want messages sent to the
+    // bare JID.
+    let mut candidates: Vec<(i8, Arc<SessionInfo>)> = available_sessions(server, &account)
         .into_iter()
-        .filter(|s| s.priority() >= 0)
+        .map(|s| (s.priority(), s))
+        .filter(|(p, _)| *p >= 0)
         .collect();
     match ty {
-        // §8.5.2.1.2: a groupchat message to a bare JID is an error.
+        // Ignored above.
+        Type::Error => {}
+        // §8.5.2.1.1: a groupchat message to a bare JID is an error.
         Type::Groupchat => reject(server, &ev.stanza).await,
-        // §8.5.2.1.3: headlines to every non-negative resource, or nowhere.
+        // §8.5.2.1.1: headlines to every non-negative resource, or nowhere (§8.5.2.2.1).
         Type::Headline => {
-            for s in candidates {
+            for (_, s) in candidates {
                 let _ = s.send(ev.stanza.clone());
             }
         }
-        Type::Chat | Type::Normal | Type::Error => {
+        Type::Chat | Type::Normal => {
             // Highest priority first; ties all get it (§8.5.2.1.1).
-            candidates.sort_by_key(|s| std::cmp::Reverse(s.priority()));
-            if deliver_best(&candidates, &ev.stanza) || ty == Type::Error {
+            candidates.sort_by_key(|(p, _)| std::cmp::Reverse(*p));
+            if deliver_best(&candidates, &ev.stanza) {
                 return;
             }
             if server.hooks.fire(EVENT_MESSAGE_OFFLINE, server, ev).await == Flow::Continue {
@@ -138,13 +147,13 @@ async fn to_bare(server: &Arc<Server>, ev: &mut StanzaEvent) {
 
 /// Delivers to every candidate sharing the highest priority; if all of them refuse, to the
 /// next priority level, and so on. True when at least one session took it.
-fn deliver_best(sorted: &[Arc<SessionInfo>], stanza: &Element) -> bool {
+fn deliver_best(sorted: &[(i8, Arc<SessionInfo>)], stanza: &Element) -> bool {
     let mut i = 0;
     while i < sorted.len() {
-        let level = sorted[i].priority();
+        let level = sorted[i].0;
         let mut delivered = false;
-        while i < sorted.len() && sorted[i].priority() == level {
-            delivered |= sorted[i].send(stanza.clone()).is_ok();
+        while i < sorted.len() && sorted[i].0 == level {
+            delivered |= sorted[i].1.send(stanza.clone()).is_ok();
             i += 1;
         }
         if delivered {

@@ -27,6 +27,13 @@ use tokio::sync::{Mutex, MutexGuard};
 /// presence.
 pub const EVENT_INITIAL_PRESENCE: &str = "presence/initial";
 
+/// Fired (by the presence module) when a session that was already available with a negative
+/// priority sends available presence with a non-negative one (RFC 6121 §4.4.2): from now on
+/// it takes messages for the bare JID, so offline delivery (XEP-0160 §3: "the next
+/// non-negative available presence") hooks it as well. Same fields as
+/// [`EVENT_INITIAL_PRESENCE`].
+pub const EVENT_PRIORITY_RAISED: &str = "presence/non-negative";
+
 /// Fired (by the message module) for a chat/normal message to a local account with no
 /// resource to take it (RFC 6121 §8.5.2.2.1). A hook that stores it returns `Handled`;
 /// if nobody does, the sender gets `service-unavailable`.
@@ -36,7 +43,8 @@ pub const EVENT_MESSAGE_OFFLINE: &str = "message/offline";
 /// modules that filter or copy stanzas (blocking, carbons, archive) hook above it.
 pub const PRIORITY_DELIVERY: i32 = -100;
 
-/// Priority of the offline store on [`EVENT_MESSAGE_OFFLINE`] and [`EVENT_INITIAL_PRESENCE`].
+/// Priority of the offline store on [`EVENT_MESSAGE_OFFLINE`], [`EVENT_INITIAL_PRESENCE`]
+/// and [`EVENT_PRIORITY_RAISED`].
 pub const PRIORITY_OFFLINE: i32 = 0;
 
 pub const NS_ROSTER: &str = "jabber:iq:roster";

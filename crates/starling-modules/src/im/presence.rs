@@ -5,7 +5,9 @@
 //!
 //! Hooks: `pre-presence` for what a local client sends, `presence/bare` and `presence/full`
 //! for presence to a local account; the session-closed hook ends a vanished session's
-//! presence. After an initial presence it fires [`super::EVENT_INITIAL_PRESENCE`].
+//! presence. After an initial presence it fires [`super::EVENT_INITIAL_PRESENCE`], and when
+//! an available resource's priority goes from negative to non-negative,
+//! [`super::EVENT_PRIORITY_RAISED`].
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -23,7 +25,8 @@ use tracing::warn;
 use super::subscription::{self, has_from, has_to, Kind};
 use super::{
     account_exists, account_of, available_sessions, deliver_to_available, presence,
-    send_current_presence, AccountLocks, EVENT_INITIAL_PRESENCE, PRIORITY_DELIVERY,
+    send_current_presence, AccountLocks, EVENT_INITIAL_PRESENCE, EVENT_PRIORITY_RAISED,
+    PRIORITY_DELIVERY,
 };
 
 pub struct PresenceModule {
@@ -209,13 +212,16 @@ async fn go_available(server: &Arc<Server>, session: &Arc<SessionInfo>, mut stan
     let account = session.jid.bare();
     stanza.remove_attr("to");
     stanza.set_attr("from", session.jid.to_string());
-    let initial = {
+    // Read and written under one lock, so exactly one presence sees each transition.
+    let (initial, raised) = {
         let mut p = session.presence.lock();
         let initial = !p.available;
+        let priority = priority_of(&stanza);
+        let raised = !initial && p.priority < 0 && priority >= 0;
         p.available = true;
-        p.priority = priority_of(&stanza);
+        p.priority = priority;
         p.last = Some(stanza.clone());
-        initial
+        (initial, raised)
     };
     let roster = roster_of(server, &account).await;
     for item in &roster {
@@ -230,6 +236,10 @@ async fn go_available(server: &Arc<Server>, session: &Arc<SessionInfo>, mut stan
         let _ = s.send(copy);
     }
     if !initial {
+        if raised {
+            // Messages to the bare JID now reach this resource, those stored included.
+            fire(server, EVENT_PRIORITY_RAISED, session, stanza, account).await;
+        }
         return;
     }
     // §4.3.1: learn the current presence of every contact we are subscribed to.
@@ -253,16 +263,24 @@ async fn go_available(server: &Arc<Server>, session: &Arc<SessionInfo>, mut stan
         }
     }
     subscription::deliver_pending(server, session).await;
+    fire(server, EVENT_INITIAL_PRESENCE, session, stanza, account).await;
+}
+
+/// Fires one of the presence module's own events for a session's available presence.
+async fn fire(
+    server: &Arc<Server>,
+    event: &str,
+    session: &Arc<SessionInfo>,
+    stanza: Element,
+    account: Jid,
+) {
     let mut ev = StanzaEvent {
         stanza,
         from: session.jid.clone(),
         to: account,
         origin: Some(session.clone()),
     };
-    server
-        .hooks
-        .fire(EVENT_INITIAL_PRESENCE, server, &mut ev)
-        .await;
+    server.hooks.fire(event, server, &mut ev).await;
 }
 
 /// §4.5.2: unavailable to subscribers (when the session was available), to every entity

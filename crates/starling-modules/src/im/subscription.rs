@@ -345,7 +345,10 @@ pub(crate) async fn inbound(
 ) {
     let account = account.bare();
     let contact = contact.bare();
-    // §3.1.3: a request to a full JID is treated as sent to the bare JID.
+    // Subscriptions are between bare JIDs (§3.1.3): a request to a full JID is treated as
+    // sent to the bare JID, and the user (now, or from storage later) sees the contact's
+    // bare JID whatever the sending server stamped.
+    stanza.set_attr("from", contact.to_string());
     stanza.set_attr("to", account.to_string());
     let (mut deliver, mut auto_approve, mut send_unavailable) = (false, false, false);
     let written = transition(server, locks, &account, &contact, |s, approved| {

@@ -95,6 +95,8 @@ impl Module for Blocking {
             events::PRESENCE_BARE,
             events::PRESENCE_FULL,
             events::IQ_FULL,
+            // IQ get/set to a bare JID, before the handler of its payload answers it (§3.5).
+            events::IQ_BARE,
             ROUTE_REMOTE,
         ] {
             reg.hook(ev, HOOK_PRIORITY, routed.clone());
@@ -216,6 +218,17 @@ fn is_unavailable(stanza: &Element) -> bool {
     stanza.name() == "presence" && stanza.attr("type") == Some("unavailable")
 }
 
+/// What a blocker's server still sends to a blocked entity: answers (errors, such as the
+/// §3.5 service-unavailable itself, and IQ results) and the end of a subscription (a roster
+/// removal's unsubscribe/unsubscribed, RFC 6121 §2.5.2), which reveal nothing new.
+fn passes_own_block(stanza: &Element) -> bool {
+    match (stanza.name(), stanza.attr("type")) {
+        (_, Some("error")) | ("iq", Some("result")) => true,
+        ("presence", Some(t)) => matches!(t, "unavailable" | "unsubscribe" | "unsubscribed"),
+        _ => false,
+    }
+}
+
 fn is_local_account(server: &Server, jid: &Jid) -> bool {
     jid.node().is_some() && server.is_local_host(jid.domain())
 }
@@ -238,8 +251,9 @@ async fn refuse_inbound(server: &Arc<Server>, stanza: &Element) {
     }
 }
 
-/// Routed stanzas: the local recipient blocked the sender, or a local sender blocked the
-/// recipient (presence broadcasts, probe answers and other server-generated traffic).
+/// Routed stanzas: the local recipient blocked the sender (IQs to a bare JID included, before
+/// their handler runs), or a local sender blocked the recipient (presence broadcasts, probe
+/// answers and other server-generated traffic; not replies, see [`passes_own_block`]).
 struct RoutedHook(Arc<State>);
 
 #[async_trait]
@@ -254,9 +268,10 @@ impl StanzaHook for RoutedHook {
             refuse_inbound(server, &ev.stanza).await;
             return Flow::Handled;
         }
-        // Going offline is never hidden from anyone (and blocking itself sends it).
+        // Going offline is never hidden from anyone (blocking itself sends it), and replies
+        // the server makes for the user go out too.
         if is_local_account(server, &from_bare)
-            && !is_unavailable(&ev.stanza)
+            && !passes_own_block(&ev.stanza)
             && self.0.blocks(server, &from_bare, &ev.to).await
         {
             return Flow::Handled;
@@ -266,8 +281,8 @@ impl StanzaHook for RoutedHook {
 }
 
 /// Stanzas a local session sends: refused when the user blocked the recipient (§3.3), and IQs
-/// to a local bare JID whose owner blocked the sender (the server answers those itself, so no
-/// routed event sees them).
+/// to a local bare JID whose owner blocked the sender (answered here, before routing; IQs
+/// from other servers are caught on `iq/bare`).
 struct OutboundHook(Arc<State>);
 
 #[async_trait]

@@ -1,6 +1,8 @@
 //! XEP-0280 Message Carbons: a user's resources that enabled carbons get a copy of every
 //! eligible chat message the account sends (§7, `<sent/>`) or receives on another resource
-//! (§6, `<received/>`), wrapped in a XEP-0297 `<forwarded/>`.
+//! (§6, `<received/>`), wrapped in a XEP-0297 `<forwarded/>`. A message between two resources
+//! of the same account is copied to nobody: the addressed resource has it and the sender
+//! wrote it (§6, §7).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -88,11 +90,12 @@ fn eligible(msg: &Element) -> bool {
     }
     match msg.attr("type").unwrap_or("normal") {
         "chat" => true,
-        "normal" => {
+        // An error only when what it answers was eligible (§6.1): a bounce carries the
+        // original payload (RFC 6120 §8.3.1), judged as a normal message's would be.
+        "normal" | "error" => {
             msg.has_child("body", ns::CLIENT)
                 || msg.children().any(|c| IM_PAYLOADS.contains(&c.ns()))
         }
-        "error" => true,
         _ => false,
     }
 }
@@ -160,7 +163,7 @@ struct Sent(Arc<CarbonsModule>);
 impl StanzaHook for Sent {
     async fn on_stanza(&self, server: &Arc<Server>, ev: &mut StanzaEvent) -> Flow {
         if let Some(origin) = &ev.origin {
-            if eligible(&ev.stanza) {
+            if ev.to.bare() != ev.from.bare() && eligible(&ev.stanza) {
                 self.0
                     .copy_to(server, &ev.from.bare(), &ev.stanza, "sent", &[origin.id]);
             }
@@ -182,6 +185,10 @@ impl StanzaHook for Received {
             return Flow::Continue;
         }
         let account = ev.to.bare();
+        if ev.from.bare() == account {
+            // To another resource of the sender's own account: no copies (§6, §7).
+            return Flow::Continue;
+        }
         let direct: Vec<u64> = match server.sessions.get_full(&ev.to) {
             Some(s) if ev.to.resource().is_some() => vec![s.id],
             // To the bare JID (or a gone resource): RFC 6121 §8.5.2.1.1 hands it to the

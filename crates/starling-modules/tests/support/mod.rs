@@ -4,11 +4,13 @@
 //! set-up, and assertions that print the stanza when they fail.
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
+use starling_core::router::ROUTE_REMOTE;
 use starling_core::testing::{self, TestClient};
-use starling_core::{Config, Module, Server};
+use starling_core::{Config, Flow, Module, Registrar, Server, StanzaEvent, StanzaHook};
 use starling_modules::im;
 use starling_proto::{StanzaError, StanzaErrorCondition};
 use starling_store::{RosterItem, Subscription};
@@ -47,6 +49,49 @@ pub async fn server_with(config: Config) -> Arc<Server> {
 
 pub async fn server() -> Arc<Server> {
     server_with(Config::default()).await
+}
+
+/// What left for remote domains, in order.
+pub type Outbox = Arc<Mutex<Vec<Element>>>;
+
+/// Takes every stanza for a remote domain (last on `route/remote`, after filters such as
+/// blocking) and keeps it.
+struct CaptureRemote(Outbox);
+
+#[async_trait]
+impl StanzaHook for CaptureRemote {
+    async fn on_stanza(&self, _server: &Arc<Server>, ev: &mut StanzaEvent) -> Flow {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ev.stanza.clone());
+        Flow::Handled
+    }
+}
+
+impl Module for CaptureRemote {
+    fn name(&self) -> &'static str {
+        "capture-remote"
+    }
+
+    fn register(self: Arc<Self>, reg: &mut Registrar) {
+        reg.hook(ROUTE_REMOTE, -1000, Arc::new(CaptureRemote(self.0.clone())));
+    }
+}
+
+/// A server with every default module, Juliet's and Romeo's accounts, and what it sends to
+/// remote domains captured instead of bounced.
+pub async fn server_capturing_remote() -> (Arc<Server>, Outbox) {
+    let outbox = Outbox::default();
+    let mut modules = starling_modules::default_modules();
+    modules.push(Arc::new(CaptureRemote(outbox.clone())));
+    let server = server_of(Config::default(), modules, &[JULIET, ROMEO]).await;
+    (server, outbox)
+}
+
+/// Empties the outbox, returning what it held.
+pub fn take_outbox(outbox: &Outbox) -> Vec<Element> {
+    std::mem::take(&mut *outbox.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// A server with the RFC 6121 modules (all, or without offline storage) and these accounts.
