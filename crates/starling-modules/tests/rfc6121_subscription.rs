@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use starling_core::testing::TestClient;
 use starling_core::Server;
+use starling_proto::Jid;
 use starling_store::Subscription;
 use support::*;
 
@@ -275,4 +276,32 @@ async fn inbound_subscription_from_full_jid_is_stamped_bare() {
         .collect();
     assert_eq!(again.len(), 1, "{got:?}");
     assert_eq!(again[0].attr("from"), Some("benvolio@montague.example"));
+}
+
+/// XEP-0077 §3.2 / `ctl unregister`: a deleted account goes unavailable at its contacts and
+/// its subscriptions are cancelled both ways (as ejabberd does), before its data is gone.
+#[tokio::test]
+async fn removed_account_goes_unavailable_and_cancels_subscriptions() {
+    let (s, mut romeo, _juliet) = both_online(true).await;
+    let juliet = Jid::parse(JULIET).expect("jid");
+    s.remove_account(&juliet).await.expect("removed");
+
+    let got = drain(&mut romeo).await;
+    let from_juliet = |ty: &str| {
+        got.iter().any(|p| {
+            p.name() == "presence"
+                && p.attr("type") == Some(ty)
+                && p.attr("from").is_some_and(|f| f.starts_with(JULIET))
+        })
+    };
+    assert!(
+        from_juliet("unavailable"),
+        "no unavailable presence: {got:?}"
+    );
+    // Juliet was subscribed to Romeo's presence and he to hers: both directions end.
+    assert_eq!(
+        state(&s, ROMEO, JULIET).await.map(|(sub, ..)| sub),
+        Some(Subscription::None)
+    );
+    assert!(roster_item(&s, JULIET, ROMEO).await.is_none());
 }

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use starling_core::{
-    events, Flow, Module, Registrar, Server, SessionEvent, SessionHook, SessionInfo, StanzaEvent,
-    StanzaHook,
+    events, AccountEvent, AccountHook, Flow, Module, Registrar, Server, SessionEvent, SessionHook,
+    SessionInfo, StanzaEvent, StanzaHook,
 };
 use starling_proto::Jid;
 use starling_store::RosterItem;
@@ -70,6 +70,41 @@ impl Module for PresenceModule {
             reg.hook(event, PRIORITY_DELIVERY, hook);
         }
         reg.session_hook(SessionEvent::Closed, PRIORITY_DELIVERY, self);
+        reg.account_hook(
+            AccountEvent::Removing,
+            PRIORITY_DELIVERY,
+            Arc::new(AccountGone),
+        );
+    }
+}
+
+/// An account being deleted (XEP-0077 §3.2, `ctl unregister`), while its roster still
+/// exists: each of its resources goes unavailable, and its subscriptions are cancelled both
+/// ways, so contacts neither keep showing it online nor keep a subscription to nothing.
+struct AccountGone;
+
+#[async_trait]
+impl AccountHook for AccountGone {
+    async fn on_account(&self, server: &Arc<Server>, account: &Jid) {
+        for session in server.sessions.get_bare(account) {
+            let unavailable = Element::new("presence", ns::CLIENT).with_attr("type", "unavailable");
+            go_unavailable(server, &session, unavailable, false).await;
+        }
+        for item in roster_of(server, account).await {
+            let Ok(contact) = Jid::parse(&item.jid) else {
+                continue;
+            };
+            if has_to(item.subscription) || item.ask_out {
+                server
+                    .route(presence(account, &contact, Some("unsubscribe")))
+                    .await;
+            }
+            if has_from(item.subscription) {
+                server
+                    .route(presence(account, &contact, Some("unsubscribed")))
+                    .await;
+            }
+        }
     }
 }
 
