@@ -256,50 +256,35 @@ impl Element {
     /// Serializes into `out`, declaring `xmlns` only where the namespace differs from
     /// `parent_ns` (so a stanza written inside a `jabber:client` stream carries none).
     pub fn write_to(&self, out: &mut String, parent_ns: &str) {
-        out.push('<');
-        out.push_str(&self.name);
-        if self.ns != parent_ns {
-            out.push_str(" xmlns='");
-            escape_attr(&self.ns, out);
-            out.push('\'');
-        }
-        for (k, v) in &self.attrs {
-            out.push(' ');
-            out.push_str(k);
-            out.push_str("='");
-            escape_attr(v, out);
-            out.push('\'');
-        }
-        if self.children.is_empty() {
-            out.push_str("/>");
-            return;
-        }
-        out.push('>');
-        for n in &self.children {
-            match n {
-                Node::Element(e) => e.write_to(out, &self.ns),
-                Node::Text(t) => escape_text(t, out),
-            }
-        }
-        out.push_str("</");
-        out.push_str(&self.name);
-        out.push('>');
+        self.write_tagged(out, None, self.ns != parent_ns, &self.ns);
     }
-}
 
-impl Element {
     /// Serializes a top-level element with a namespace prefix (`<stream:features>`), as stream
     /// elements are written inside a stream whose default namespace is the content namespace.
     /// `declare` adds `xmlns:prefix` (needed where no enclosing stream declares it, as in
     /// RFC 7395 WebSocket frames). Children are written against `default_ns`.
     pub fn write_prefixed(&self, out: &mut String, prefix: &str, default_ns: &str, declare: bool) {
+        self.write_tagged(out, Some(prefix), declare, default_ns);
+    }
+
+    /// The one serializer: the tag (with `prefix:` when given), the namespace declaration
+    /// when `declare` (`xmlns` or `xmlns:prefix`), the attributes, then the children written
+    /// against `children_ns`.
+    fn write_tagged(
+        &self,
+        out: &mut String,
+        prefix: Option<&str>,
+        declare: bool,
+        children_ns: &str,
+    ) {
         out.push('<');
-        out.push_str(prefix);
-        out.push(':');
-        out.push_str(&self.name);
+        push_qname(out, prefix, &self.name);
         if declare {
-            out.push_str(" xmlns:");
-            out.push_str(prefix);
+            out.push_str(" xmlns");
+            if let Some(p) = prefix {
+                out.push(':');
+                out.push_str(p);
+            }
             out.push_str("='");
             escape_attr(&self.ns, out);
             out.push('\'');
@@ -318,14 +303,12 @@ impl Element {
         out.push('>');
         for n in &self.children {
             match n {
-                Node::Element(e) => e.write_to(out, default_ns),
+                Node::Element(e) => e.write_to(out, children_ns),
                 Node::Text(t) => escape_text(t, out),
             }
         }
         out.push_str("</");
-        out.push_str(prefix);
-        out.push(':');
-        out.push_str(&self.name);
+        push_qname(out, prefix, &self.name);
         out.push('>');
     }
 }
@@ -346,6 +329,14 @@ impl fmt::Display for Element {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_xml())
     }
+}
+
+fn push_qname(out: &mut String, prefix: Option<&str>, name: &str) {
+    if let Some(p) = prefix {
+        out.push_str(p);
+        out.push(':');
+    }
+    out.push_str(name);
 }
 
 /// Escapes character data (`&`, `<`, `>`).
