@@ -30,8 +30,10 @@
 //! feeds and consumes input token by token.
 
 mod chars;
+mod decl;
 mod reader;
 mod scope;
+mod tag;
 
 use crate::Element;
 use reader::{Mode, Out, Reader};

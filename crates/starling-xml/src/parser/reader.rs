@@ -14,6 +14,7 @@ use super::chars::{
     split_qname, MAX_REF,
 };
 use super::scope::Scope;
+use super::tag::{parse_attrs, scan_tag, RawAttr};
 use super::{Limits, XmlError};
 use crate::{ns, Element};
 use std::borrow::Cow;
@@ -22,9 +23,6 @@ use std::borrow::Cow;
 /// bytes, and nothing before it may be used to make us buffer.
 pub(crate) const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-const RESTRICTED_DTD: &str = "document type declarations and DTD markup are not allowed";
-const RESTRICTED_PI: &str = "processing instructions are not allowed";
-const RESTRICTED_COMMENT: &str = "comments are not allowed";
 const TOO_BIG: &str = "stanza too large";
 const BUILT_TOO_BIG: &str = "stanza size";
 
@@ -54,7 +52,7 @@ pub(crate) enum Out {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Phase {
+pub(super) enum Phase {
     /// Nothing consumed yet (except a BOM): the XML declaration may come here and only here.
     Start,
     /// Before the root element.
@@ -67,7 +65,7 @@ enum Phase {
 
 /// A markup token whose end has not arrived yet, with where to resume the search for it.
 #[derive(Clone, Copy, Debug)]
-enum Pending {
+pub(super) enum Pending {
     None,
     StartTag { scan: usize, quote: u8 },
     EndTag { scan: usize },
@@ -75,7 +73,7 @@ enum Pending {
     Cdata { scan: usize },
 }
 
-enum Step {
+pub(super) enum Step {
     More,
     Skip(usize),
     Emit(usize, Out),
@@ -88,30 +86,23 @@ struct OpenTag {
     decls: usize,
 }
 
-/// Byte ranges of one attribute's name and (raw) value inside a tag.
-#[derive(Clone, Copy)]
-struct RawAttr {
-    name: (usize, usize),
-    value: (usize, usize),
-}
-
 pub(crate) struct Reader {
     mode: Mode,
     limits: Limits,
-    phase: Phase,
-    pending: Pending,
+    pub(super) phase: Phase,
+    pub(super) pending: Pending,
     failed: Option<XmlError>,
     /// A self-closing stream root: `Close` follows `Open`.
     close_next: bool,
     /// Elements of the stanza being built (the stream root is never here).
-    stack: Vec<Element>,
+    pub(super) stack: Vec<Element>,
     /// Every open element including the stream root, for end-tag matching and scoping.
     open: Vec<OpenTag>,
     names: String,
     scope: Scope,
     /// Declarations made before the input (the `default_ns` of a document).
     base_decls: usize,
-    attrs: Vec<RawAttr>,
+    pub(super) attrs: Vec<RawAttr>,
     /// Character data of the innermost open element, not yet attached to it.
     text: String,
     /// The last character data consumed ended in CR (for CRLF split between feeds).
@@ -248,7 +239,7 @@ impl Reader {
     }
 
     /// Counts `n` consumed bytes against the header or stanza limit.
-    fn charge(&mut self, n: usize) -> Result<(), XmlError> {
+    pub(super) fn charge(&mut self, n: usize) -> Result<(), XmlError> {
         if self.mode == Mode::Stream && matches!(self.phase, Phase::Start | Phase::Prolog) {
             self.header_bytes += n;
             if self.header_bytes > MAX_HEADER_BYTES {
@@ -336,90 +327,7 @@ impl Reader {
         }
     }
 
-    /// `<?`: the XML declaration at the very start, else a processing instruction, which RFC
-    /// 6120 §11.1 forbids.
-    fn pi(&mut self, rest: &[u8]) -> Result<Step, XmlError> {
-        const XML: &[u8] = b"<?xml";
-        if self.phase != Phase::Start {
-            return Err(XmlError::Restricted(RESTRICTED_PI));
-        }
-        let k = rest.len().min(XML.len());
-        if rest[..k] != XML[..k] {
-            return Err(XmlError::Restricted(RESTRICTED_PI));
-        }
-        match rest.get(XML.len()) {
-            None => Ok(Step::More),
-            Some(&b) if is_ws(b) || b == b'?' => self.decl(rest, XML.len()),
-            Some(_) => Err(XmlError::Restricted(RESTRICTED_PI)),
-        }
-    }
-
-    /// `<!`: a CDATA section, or a comment or DTD markup, which RFC 6120 §11.1 forbids.
-    fn bang(&mut self, rest: &[u8]) -> Result<Step, XmlError> {
-        const CDATA: &[u8] = b"<![CDATA[";
-        match rest.get(2) {
-            None => Ok(Step::More),
-            Some(b'-') => Err(XmlError::Restricted(RESTRICTED_COMMENT)),
-            Some(b'[') => {
-                let k = rest.len().min(CDATA.len());
-                if rest[..k] != CDATA[..k] {
-                    // `<![INCLUDE[` and friends: DTD conditional sections.
-                    return Err(XmlError::Restricted(RESTRICTED_DTD));
-                }
-                if k < CDATA.len() {
-                    return Ok(Step::More);
-                }
-                if self.stack.is_empty() {
-                    return Err(nwf("CDATA section outside an element"));
-                }
-                self.cdata(rest, CDATA.len())
-            }
-            Some(_) => Err(XmlError::Restricted(RESTRICTED_DTD)),
-        }
-    }
-
-    fn decl(&mut self, rest: &[u8], scan: usize) -> Result<Step, XmlError> {
-        let mut i = scan;
-        let end = loop {
-            let Some(k) = rest[i..].iter().position(|&b| b == b'?') else {
-                self.pending = Pending::Decl { scan: rest.len() };
-                return Ok(Step::More);
-            };
-            i += k;
-            match rest.get(i + 1) {
-                None => {
-                    self.pending = Pending::Decl { scan: i };
-                    return Ok(Step::More);
-                }
-                Some(b'>') => break i,
-                Some(_) => i += 1,
-            }
-        };
-        self.pending = Pending::None;
-        let n = end + 2;
-        self.charge(n)?;
-        let body = utf8(&rest[5..end])?;
-        parse_attrs(body, 0, &mut self.attrs, 8)?;
-        // version, then optional encoding, then optional standalone, in that order (§2.8).
-        let mut stage = 0;
-        for a in &self.attrs {
-            let value = &body[a.value.0..a.value.1];
-            stage = match (&body[a.name.0..a.name.1], stage) {
-                ("version", 0) if value.len() > 2 && value.starts_with("1.") => 1,
-                ("encoding", 1) if value.eq_ignore_ascii_case("UTF-8") => 2,
-                ("encoding", 1) => return Err(nwf("unsupported encoding (only UTF-8 is allowed)")),
-                ("standalone", 1 | 2) if value == "yes" || value == "no" => 3,
-                _ => return Err(nwf("malformed XML declaration")),
-            };
-        }
-        if stage == 0 {
-            return Err(nwf("XML declaration without a version"));
-        }
-        self.phase = Phase::Prolog;
-        Ok(Step::Skip(n))
-    }
-
-    fn cdata(&mut self, rest: &[u8], scan: usize) -> Result<Step, XmlError> {
+    pub(super) fn cdata(&mut self, rest: &[u8], scan: usize) -> Result<Step, XmlError> {
         let Some(k) = rest[scan..].windows(3).position(|w| w == b"]]>") else {
             // Resume two bytes back: the `]]` may already be here.
             let scan = rest.len().saturating_sub(2).max(scan);
@@ -713,95 +621,6 @@ impl Reader {
     }
 }
 
-fn utf8(b: &[u8]) -> Result<&str, XmlError> {
+pub(super) fn utf8(b: &[u8]) -> Result<&str, XmlError> {
     std::str::from_utf8(b).map_err(|_| nwf("invalid UTF-8"))
-}
-
-/// Finds the `>` ending a start tag, skipping quoted attribute values. `Ok(Err(..))` is the
-/// state to resume from when the input ends first.
-#[allow(clippy::type_complexity)]
-fn scan_tag(rest: &[u8], scan: usize, quote: u8) -> Result<Result<usize, (usize, u8)>, XmlError> {
-    let mut i = scan;
-    let mut q = quote;
-    loop {
-        if q != 0 {
-            let Some(k) = rest[i..].iter().position(|&b| b == q) else {
-                return Ok(Err((rest.len(), q)));
-            };
-            i += k + 1;
-            q = 0;
-        } else {
-            let Some(k) = rest[i..]
-                .iter()
-                .position(|&b| matches!(b, b'>' | b'"' | b'\'' | b'<'))
-            else {
-                return Ok(Err((rest.len(), 0)));
-            };
-            i += k;
-            match rest[i] {
-                b'>' => return Ok(Ok(i)),
-                b'<' => return Err(nwf("'<' in a tag")),
-                c => {
-                    q = c;
-                    i += 1;
-                }
-            }
-        }
-    }
-}
-
-/// Splits `name='value'` pairs (XML 1.0 §3.1) of a complete tag body from `from` on.
-fn parse_attrs(
-    body: &str,
-    from: usize,
-    out: &mut Vec<RawAttr>,
-    max: usize,
-) -> Result<(), XmlError> {
-    out.clear();
-    let b = body.as_bytes();
-    let skip_ws = |mut i: usize| {
-        while i < b.len() && is_ws(b[i]) {
-            i += 1;
-        }
-        i
-    };
-    let mut i = from;
-    loop {
-        let ws = i;
-        i = skip_ws(i);
-        if i == b.len() {
-            return Ok(());
-        }
-        if i == ws {
-            return Err(nwf("white space expected before an attribute"));
-        }
-        let name_start = i;
-        while i < b.len() && b[i] != b'=' && !is_ws(b[i]) {
-            i += 1;
-        }
-        let name = (name_start, i);
-        i = skip_ws(i);
-        if b.get(i) != Some(&b'=') {
-            return Err(nwf("attribute without a value"));
-        }
-        i = skip_ws(i + 1);
-        let q = match b.get(i) {
-            Some(&q @ (b'"' | b'\'')) => q,
-            _ => return Err(nwf("attribute value not quoted")),
-        };
-        let vs = i + 1;
-        let ve = b[vs..]
-            .iter()
-            .position(|&c| c == q)
-            .map(|k| vs + k)
-            .ok_or_else(|| nwf("unterminated attribute value"))?;
-        i = ve + 1;
-        if out.len() >= max {
-            return Err(XmlError::LimitExceeded("too many attributes"));
-        }
-        out.push(RawAttr {
-            name,
-            value: (vs, ve),
-        });
-    }
 }

@@ -6,6 +6,8 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod expect;
+pub mod negotiation;
 pub mod sasl;
 pub mod tls;
 
@@ -21,7 +23,11 @@ use starling_xml::Element;
 
 // Not every test binary uses every re-export.
 #[allow(unused_imports)]
-pub use client::{stanza_error, want, SaslOptions, Want, XmppClient, TIMEOUT};
+pub use client::{XmppClient, TIMEOUT};
+#[allow(unused_imports)]
+pub use expect::{stanza_error, want, Want};
+#[allow(unused_imports)]
+pub use negotiation::SaslOptions;
 #[allow(unused_imports)]
 pub use sasl::{Cb, Hash, Mech};
 
