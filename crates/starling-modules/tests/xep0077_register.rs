@@ -121,8 +121,14 @@ async fn form_then_account_creation() {
     // Taken, from another address so the rate limit is not what answers.
     let r = pre_auth(&server, &register_set("bill", "other"), "192.0.2.2:40000").await;
     assert_eq!(err_of(r), StanzaErrorCondition::Conflict);
-    // A failed attempt does not use up the address's turn.
+    // A taken name uses up the address's turn: probing which accounts exist is throttled
+    // like registering.
     let r = pre_auth(&server, &register_set("ben", "x"), "192.0.2.2:40000").await;
+    assert_eq!(err_of(r), StanzaErrorCondition::ResourceConstraint);
+    // A rejected form (no password) claims no turn.
+    let r = pre_auth(&server, &register_set("carl", ""), "192.0.2.3:40000").await;
+    assert_eq!(err_of(r), StanzaErrorCondition::NotAcceptable);
+    let r = pre_auth(&server, &register_set("carl", "x"), "192.0.2.3:40000").await;
     assert_eq!(r.expect("registered"), None);
 }
 

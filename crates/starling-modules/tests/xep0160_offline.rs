@@ -308,3 +308,34 @@ async fn restored_message_keeps_its_original_stamp() {
     assert_eq!(relayed[1].0, "localhost");
     assert_ne!(relayed[1].1, old);
 }
+
+/// A client cannot plant a stamp in our host's name (it would be kept when stored): the
+/// stored message carries the time it really was stored.
+#[tokio::test]
+async fn client_cannot_forge_our_delay_stamp() {
+    let s = im_server(&[JULIET, ROMEO]).await;
+    let romeo = online(&s, R_FULL).await;
+    send_xml(
+        &romeo,
+        &format!(
+            "<message to='{JULIET}' type='chat' id='forged'><body>hi</body>\
+             <delay xmlns='{DELAY}' from='localhost' stamp='2001-02-03T04:05:06Z'/></message>"
+        ),
+    )
+    .await;
+    assert_eq!(offline_count(&s, JULIET).await, 1);
+    let mut juliet = interested(&s, J_FULL).await;
+    send(&juliet, presence()).await;
+    let got = drain(&mut juliet).await;
+    let msg = got
+        .iter()
+        .find(|e| e.name() == "message")
+        .expect("the stored message");
+    let stamps: Vec<&str> = msg
+        .children()
+        .filter(|c| c.is("delay", DELAY))
+        .filter_map(|d| d.attr("stamp"))
+        .collect();
+    assert_eq!(stamps.len(), 1, "{msg}");
+    assert!(!stamps[0].starts_with("2001"), "{msg}");
+}

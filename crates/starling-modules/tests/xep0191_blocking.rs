@@ -403,3 +403,26 @@ async fn iq_to_the_bare_jid_from_a_blocked_remote_entity() {
     assert_eq!(sent[0].attr("type"), Some("result"), "{}", sent[0]);
     juliet.expect_silence().await;
 }
+
+#[tokio::test]
+async fn a_user_can_cancel_a_blocked_contacts_subscription() {
+    let server = server().await;
+    befriend(&server, JULIET, ROMEO).await;
+    let mut juliet = online(&server, J_FULL).await;
+    let _romeo = online(&server, R_FULL).await;
+    block(&mut juliet, &["romeo@localhost"]).await;
+    // RFC 6121 §3.2: Juliet cancels Romeo's subscription to her presence; the blocklist lets
+    // it out (it only takes away), so Romeo's side of the subscription ends too.
+    send_xml(
+        &juliet,
+        "<presence to='romeo@localhost' type='unsubscribed'/>",
+    )
+    .await;
+    drain(&mut juliet).await;
+    assert_eq!(
+        roster_item(&server, ROMEO, JULIET)
+            .await
+            .map(|i| i.subscription),
+        Some(starling_store::Subscription::From)
+    );
+}

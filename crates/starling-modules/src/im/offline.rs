@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
-use starling_core::{Flow, Module, Registrar, Server, SessionInfo, StanzaEvent, StanzaHook};
+use starling_core::{
+    events, Flow, Module, Registrar, Server, SessionInfo, StanzaEvent, StanzaHook,
+};
 use starling_proto::Jid;
 use starling_xml::{ns, parse_document, Element, Limits};
 use tracing::warn;
@@ -32,6 +34,8 @@ pub struct OfflineModule;
 
 struct Store;
 struct Deliver;
+/// Removes delay stamps a client claims in our name (see [`StripOwnDelay`]).
+struct StripOwnDelay;
 
 impl Module for OfflineModule {
     fn name(&self) -> &'static str {
@@ -42,6 +46,11 @@ impl Module for OfflineModule {
         reg.hook(EVENT_MESSAGE_OFFLINE, PRIORITY_OFFLINE, Arc::new(Store));
         reg.hook(EVENT_INITIAL_PRESENCE, PRIORITY_OFFLINE, Arc::new(Deliver));
         reg.hook(EVENT_PRIORITY_RAISED, PRIORITY_OFFLINE, Arc::new(Deliver));
+        reg.hook(
+            events::PRE_MESSAGE,
+            PRIORITY_OFFLINE,
+            Arc::new(StripOwnDelay),
+        );
         reg.host_feature("msgoffline");
     }
 }
@@ -191,6 +200,19 @@ async fn take_and_deliver(server: &Arc<Server>, session: &Arc<SessionInfo>, acco
     // long backlog must not overflow it, and the session keeps writing meanwhile.
     let (server, session, account) = (server.clone(), session.clone(), account.clone());
     tokio::spawn(async move { deliver_stored(&server, &session, &account, stored).await });
+}
+
+/// A stored message keeps the delay stamp our host put on it when it is stored again, so
+/// a client must not be able to send one claiming our host (XEP-0203 §3: the stamp says
+/// who delayed the stanza).
+#[async_trait]
+impl StanzaHook for StripOwnDelay {
+    async fn on_stanza(&self, server: &Arc<Server>, ev: &mut StanzaEvent) -> Flow {
+        ev.stanza.retain_children(|c| {
+            !(c.is("delay", NS_DELAY) && c.attr("from").is_some_and(|f| server.is_local_host(f)))
+        });
+        Flow::Continue
+    }
 }
 
 /// Hands stored messages to the session in order. Unreadable ones (a parser limit or bug,

@@ -214,10 +214,6 @@ async fn load(server: &Arc<Server>, bare: &Jid) -> Result<HashSet<String>, Store
     Ok(entries.into_iter().map(|(k, _)| k).collect())
 }
 
-fn is_unavailable(stanza: &Element) -> bool {
-    stanza.name() == "presence" && stanza.attr("type") == Some("unavailable")
-}
-
 /// What a blocker's server still sends to a blocked entity: answers (errors, such as the
 /// §3.5 service-unavailable itself, and IQ results) and the end of a subscription (a roster
 /// removal's unsubscribe/unsubscribed, RFC 6121 §2.5.2), which reveal nothing new.
@@ -297,7 +293,9 @@ impl StanzaHook for OutboundHook {
         }
         let ty = ev.stanza.attr("type");
         let get_set = matches!(ty, Some("get") | Some("set"));
-        if !is_unavailable(&ev.stanza) && self.0.blocks(server, &from_bare, &ev.to).await {
+        // Ending a subscription or answering is allowed even to a blocked entity: it only
+        // takes away (the same rule as for what the server itself sends).
+        if !passes_own_block(&ev.stanza) && self.0.blocks(server, &from_bare, &ev.to).await {
             if ev.stanza.name() != "iq" || get_set {
                 let err = StanzaError::new(StanzaErrorCondition::NotAcceptable)
                     .with_type(ErrorType::Cancel);

@@ -206,6 +206,9 @@ impl PreAuthRegister {
         let result = create_account(server, host, user, password).await;
         match &result {
             Ok(_) => info!(jid = %jid, peer = ?req.peer, "account registered in band"),
+            // A taken name uses up the turn: otherwise registration would be a free, unthrottled
+            // way to ask whether an account exists. Other failures give the slot back.
+            Err(e) if e.condition == StanzaErrorCondition::Conflict => {}
             Err(_) => {
                 if let Some((ip, previous)) = claim {
                     self.limiter.release(ip, previous);
