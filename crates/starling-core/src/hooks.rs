@@ -96,23 +96,16 @@ pub enum IqTarget {
 
 /// An IQ get/set for a module to answer.
 pub struct IqRequest {
+    /// The IQ's addresses, id and type (its payload is moved to `payload`).
     pub stanza: Element,
+    /// The one child element the IQ carries (RFC 6120 §8.2.3).
+    pub payload: Element,
     pub is_set: bool,
     pub from: Jid,
     /// The addressed entity, resolved: own bare JID for [`IqTarget::OwnAccount`].
     pub to: Jid,
     pub target: IqTarget,
     pub origin: Option<Arc<SessionInfo>>,
-}
-
-impl IqRequest {
-    /// The single payload child (validated present by the core).
-    pub fn payload(&self) -> &Element {
-        static EMPTY: std::sync::OnceLock<Element> = std::sync::OnceLock::new();
-        self.stanza
-            .first_child()
-            .unwrap_or_else(|| EMPTY.get_or_init(|| Element::new("", "")))
-    }
 }
 
 /// The answer to an IQ: a result payload (or an empty result), or a stanza error.

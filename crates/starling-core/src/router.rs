@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use starling_proto::{error_reply, iq_result, Jid, StanzaError, StanzaErrorCondition};
-use starling_xml::Element;
+use starling_xml::{Element, Node};
 use tracing::debug;
 
 use crate::hooks::{events, Flow, IqRequest, IqTarget, StanzaEvent};
@@ -180,27 +180,40 @@ impl Server {
             _ if ev.from.bare() == ev.to => IqTarget::OwnAccount,
             _ => IqTarget::OtherAccount,
         };
-        let handler = ev
-            .stanza
-            .first_child()
+        // The handler gets the payload moved out of the IQ; the rest (addresses, id) is what
+        // the reply is built from.
+        let mut head = ev.stanza;
+        let payload = match head
+            .nodes_mut()
+            .iter()
+            .position(|n| matches!(n, Node::Element(_)))
+        {
+            Some(i) => match head.nodes_mut().remove(i) {
+                Node::Element(p) => Some(p),
+                Node::Text(_) => None,
+            },
+            None => None,
+        };
+        let handler = payload
+            .as_ref()
             .and_then(|p| self.hooks.iq_handler(is_set, target, p));
-        let Some(handler) = handler else {
+        let (Some(handler), Some(payload)) = (handler, payload) else {
             // RFC 6120 §8.4: an IQ nobody understands gets service-unavailable.
             self.bounce(
-                &ev.stanza,
+                &head,
                 StanzaError::new(StanzaErrorCondition::ServiceUnavailable),
             )
             .await;
             return;
         };
+        head.clear_children();
         let origin = ev.origin.clone();
-        // The reply needs the request's addresses and id, not its payload.
-        let request_head = ev.stanza.shallow_clone();
         let result = handler
             .handle_iq(
                 self,
                 IqRequest {
-                    stanza: ev.stanza,
+                    stanza: head.clone(),
+                    payload,
                     is_set,
                     from: ev.from,
                     to: ev.to,
@@ -210,8 +223,8 @@ impl Server {
             )
             .await;
         let reply = match result {
-            Ok(payload) => iq_result(&request_head, payload),
-            Err(err) => error_reply(&request_head, &err),
+            Ok(payload) => iq_result(&head, payload),
+            Err(err) => error_reply(&head, &err),
         };
         self.deliver_reply(origin.as_ref(), reply).await;
     }

@@ -68,7 +68,7 @@ impl IqHandler for RosterModule {
             return Err(StanzaError::new(StanzaErrorCondition::BadRequest));
         }
         if req.is_set {
-            self.set(server, &account, req.payload()).await
+            self.set(server, &account, &req.payload).await
         } else {
             get(server, &account, &req).await
         }
@@ -78,7 +78,7 @@ impl IqHandler for RosterModule {
 /// §2.2 roster get; XEP-0237 §4: an unchanged version gets an empty result.
 async fn get(server: &Arc<Server>, account: &Jid, req: &IqRequest) -> IqResult {
     let (host, user) = account_of(account).ok_or(StanzaErrorCondition::BadRequest)?;
-    if req.payload().children().next().is_some() {
+    if req.payload.children().next().is_some() {
         return Err(StanzaError::new(StanzaErrorCondition::BadRequest)
             .with_text("a roster get carries no items"));
     }
@@ -87,7 +87,7 @@ async fn get(server: &Arc<Server>, account: &Jid, req: &IqRequest) -> IqResult {
         s.presence.lock().interested = true;
     }
     let (ver, items) = server.store.roster(host, user).await.map_err(internal)?;
-    let client_ver = req.payload().attr("ver");
+    let client_ver = req.payload.attr("ver");
     if client_ver == Some(ver.to_string().as_str()) {
         return Ok(None);
     }

@@ -343,7 +343,7 @@ struct BlockingIq(Arc<State>);
 impl IqHandler for BlockingIq {
     async fn handle_iq(&self, server: &Arc<Server>, req: IqRequest) -> IqResult {
         let bare = req.to.clone();
-        match (req.is_set, req.payload().name()) {
+        match (req.is_set, req.payload.name()) {
             (false, _) => {
                 let list = self.0.list(server, &bare).await.map_err(store_error)?;
                 if let Some(origin) = &req.origin {
@@ -357,8 +357,8 @@ impl IqHandler for BlockingIq {
                 jids.sort();
                 Ok(Some(items_element("blocklist", jids)))
             }
-            (true, "block") => self.block(server, &bare, req.payload()).await,
-            (true, _) => self.unblock(server, &bare, req.payload()).await,
+            (true, "block") => self.block(server, &bare, &req.payload).await,
+            (true, _) => self.unblock(server, &bare, &req.payload).await,
         }
     }
 }

@@ -140,7 +140,7 @@ impl IqHandler for CarbonsModule {
             ));
         };
         let mut enabled = self.enabled.lock();
-        if req.payload().name() == "enable" {
+        if req.payload.name() == "enable" {
             enabled.insert(origin.id);
         } else {
             enabled.remove(&origin.id);

@@ -42,7 +42,7 @@ struct InfoHandler;
 #[async_trait]
 impl IqHandler for InfoHandler {
     async fn handle_iq(&self, server: &Arc<Server>, req: IqRequest) -> IqResult {
-        let node = req.payload().attr("node").map(str::to_owned);
+        let node = req.payload.attr("node").map(str::to_owned);
         match req.target {
             IqTarget::Host => {
                 if let Some(n) = &node {
@@ -77,7 +77,7 @@ impl IqHandler for ItemsHandler {
             ensure_account(server, &req).await?;
         }
         // No nodes yet: components and PEP nodes will list items here.
-        if req.payload().attr("node").is_some() {
+        if req.payload.attr("node").is_some() {
             return Err(StanzaError::new(StanzaErrorCondition::ItemNotFound));
         }
         Ok(Some(Element::new("query", NS_ITEMS)))

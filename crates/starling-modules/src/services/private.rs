@@ -64,7 +64,7 @@ impl IqHandler for PrivateHandler {
         let Some((host, user)) = account_key(&req.to) else {
             return Err(StanzaError::new(StanzaErrorCondition::Forbidden));
         };
-        let query = req.payload();
+        let query = &req.payload;
         let fragments: Vec<&Element> = query.children().collect();
         if fragments.is_empty() {
             return Err(StanzaError::new(StanzaErrorCondition::NotAcceptable)

@@ -256,7 +256,7 @@ impl IqHandler for AccountRegister {
         let Some((host, user)) = account_key(&bare) else {
             return Err(StanzaError::new(StanzaErrorCondition::Forbidden));
         };
-        let query = req.payload();
+        let query = &req.payload;
         if !req.is_set {
             return Ok(Some(
                 Element::new("query", NS_REGISTER)

@@ -70,7 +70,7 @@ async fn set(server: &Arc<Server>, req: &IqRequest) -> IqResult {
     let Some((host, user)) = account_key(&req.to) else {
         return Err(StanzaError::new(StanzaErrorCondition::Forbidden));
     };
-    let vcard = req.payload();
+    let vcard = &req.payload;
     // An empty vCard removes the stored one rather than storing nothing.
     let value = if vcard.children().next().is_none() && vcard.text().trim().is_empty() {
         None
