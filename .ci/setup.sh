@@ -5,7 +5,8 @@
 #
 #   .ci/setup.sh [--rust] [--refserver prosody|ejabberd]
 #     (always)     interop/.venv from interop/requirements.txt, interop/js/node_modules (npm ci),
-#                  Debian's profanity and tmux (for interop/test_profanity.py)
+#                  Debian's profanity and tmux (for interop/test_profanity.py) and sendxmpp
+#                  (for interop/test_sendxmpp.py)
 #     --rust       check cargo, rustfmt and clippy are present (nothing can be downloaded for them)
 #     --refserver  also install a reference server from Debian (for INTEROP_TARGET=prosody|ejabberd)
 set -euo pipefail
@@ -47,8 +48,9 @@ if command -v "$PYTHON" >/dev/null 2>&1 && ! "$PYTHON" -c 'import venv, ensurepi
   need_pkg python3-venv
 fi
 need_pkg ca-certificates
-# interop/test_profanity.py: the Profanity terminal client, driven through tmux. Required in CI
-# (CI=true); elsewhere, when they cannot be installed, that scenario is skipped.
+# interop/test_profanity.py: the Profanity terminal client, driven through tmux;
+# interop/test_sendxmpp.py: the sendxmpp command-line sender. Required in CI (CI=true);
+# elsewhere, when they cannot be installed, those scenarios are skipped.
 opt_pkgs=()
 need_opt_pkg() { # like need_pkg
   local n=${#apt_pkgs[@]}
@@ -57,6 +59,7 @@ need_opt_pkg() { # like need_pkg
 }
 need_opt_pkg profanity profanity
 need_opt_pkg tmux tmux
+need_opt_pkg sendxmpp sendxmpp
 for r in "${refservers[@]}"; do
   case $r in
     starling|"") ;;
@@ -70,7 +73,8 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=()
   elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO=(sudo -n)
   elif [ "${CI:-}" != true ] && [ ${#apt_pkgs[@]} = ${#opt_pkgs[@]} ]; then
-    log "WARNING: ${opt_pkgs[*]} not installed (no root, no sudo): interop/test_profanity.py will be skipped; install with:
+    log "WARNING: ${opt_pkgs[*]} not installed (no root, no sudo): interop/test_profanity.py and/or
+    interop/test_sendxmpp.py will be skipped; install with:
     sudo apt-get update && sudo apt-get install -y ${opt_pkgs[*]}"
     apt_pkgs=()
   else
