@@ -3,7 +3,10 @@
 
 mod support;
 
+use std::sync::Arc;
+
 use starling_core::testing::TestClient;
+use starling_core::Server;
 use starling_xml::Element;
 use support::*;
 
@@ -18,6 +21,19 @@ async fn enable(c: &mut TestClient) {
     )
     .await;
     assert_result(&r);
+}
+
+/// Juliet on her balcony (carbons off) and her phone (carbons on), and Romeo, all online
+/// and quiet.
+async fn juliet_with_phone() -> (Arc<Server>, TestClient, TestClient, TestClient) {
+    let srv = server().await;
+    let mut balcony = online(&srv, J_FULL).await;
+    let mut phone = online(&srv, J_PHONE).await;
+    enable(&mut phone).await;
+    let romeo = online(&srv, R_FULL).await;
+    drain(&mut balcony).await;
+    drain(&mut phone).await;
+    (srv, balcony, phone, romeo)
 }
 
 /// The message inside a carbon of kind `wrapper` ("sent" or "received").
@@ -45,12 +61,7 @@ async fn s3_server_advertises_carbons() {
 
 #[tokio::test]
 async fn s6_received_copy_goes_to_the_other_enabled_resource() {
-    let srv = server().await;
-    let mut balcony = online(&srv, J_FULL).await;
-    let mut phone = online(&srv, J_PHONE).await;
-    enable(&mut phone).await;
-    let romeo = online(&srv, R_FULL).await;
-    drain(&mut balcony).await;
+    let (_srv, mut balcony, mut phone, romeo) = juliet_with_phone().await;
     send(&romeo, message(J_FULL, "chat", "to the balcony")).await;
     let direct = balcony.recv().await;
     assert_eq!(body(&direct).as_deref(), Some("to the balcony"));
@@ -84,18 +95,13 @@ async fn s7_sent_copy_goes_to_the_other_enabled_resources_only() {
 
 #[tokio::test]
 async fn s4_disabled_or_never_enabled_resources_get_no_copies() {
-    let srv = server().await;
-    let mut balcony = online(&srv, J_FULL).await;
-    let mut phone = online(&srv, J_PHONE).await;
-    enable(&mut phone).await;
+    let (_srv, mut balcony, mut phone, romeo) = juliet_with_phone().await;
     let r = iq(
         &mut phone,
         &format!("<iq type='set' id='off'><disable xmlns='{CARBONS}'/></iq>"),
     )
     .await;
     assert_result(&r);
-    let romeo = online(&srv, R_FULL).await;
-    drain(&mut balcony).await;
     send(&romeo, message(J_FULL, "chat", "hi")).await;
     balcony.recv().await;
     phone.expect_silence().await;
@@ -103,12 +109,7 @@ async fn s4_disabled_or_never_enabled_resources_get_no_copies() {
 
 #[tokio::test]
 async fn s6_1_private_and_no_copy_messages_are_not_copied() {
-    let srv = server().await;
-    let mut balcony = online(&srv, J_FULL).await;
-    let mut phone = online(&srv, J_PHONE).await;
-    enable(&mut phone).await;
-    let romeo = online(&srv, R_FULL).await;
-    drain(&mut balcony).await;
+    let (_srv, mut balcony, mut phone, romeo) = juliet_with_phone().await;
     for marker in [
         format!("<private xmlns='{CARBONS}'/>"),
         "<no-copy xmlns='urn:xmpp:hints'/>".to_string(),
@@ -127,12 +128,7 @@ async fn s6_1_private_and_no_copy_messages_are_not_copied() {
 
 #[tokio::test]
 async fn s6_1_headlines_are_not_copied() {
-    let srv = server().await;
-    let mut balcony = online(&srv, J_FULL).await;
-    let mut phone = online(&srv, J_PHONE).await;
-    enable(&mut phone).await;
-    let romeo = online(&srv, R_FULL).await;
-    drain(&mut balcony).await;
+    let (_srv, mut balcony, mut phone, romeo) = juliet_with_phone().await;
     send(&romeo, message(J_FULL, "headline", "news")).await;
     balcony.recv().await;
     phone.expect_silence().await;
