@@ -163,11 +163,22 @@ pub fn normalize_localpart(s: &str) -> Result<String, JidError> {
     }) {
         return Err(JidError::InvalidLocalpart(c));
     }
-    let out = s.to_lowercase();
+    // PRECIS UsernameCaseMapped (RFC 8265 §3.3.2): case-mapped, then NFC.
+    let out = nfc(s.to_lowercase());
     if out.len() > MAX_PART_BYTES {
         return Err(JidError::LocalpartTooLong);
     }
     Ok(out)
+}
+
+/// Unicode Normalization Form C (RFC 7622 §3: every part is NFC). ASCII, the common case, is
+/// already NFC and costs nothing.
+fn nfc(s: String) -> String {
+    if s.is_ascii() {
+        return s;
+    }
+    use unicode_normalization::UnicodeNormalization;
+    s.nfc().collect()
 }
 
 /// Domainpart (RFC 7622 §3.2): an IPv6 literal in brackets, or dot-separated labels. One
@@ -190,7 +201,7 @@ pub fn normalize_domain(s: &str) -> Result<String, JidError> {
     if s.is_empty() {
         return Err(JidError::EmptyDomain);
     }
-    let out = s.to_lowercase();
+    let out = nfc(s.to_lowercase());
     if out.len() > MAX_PART_BYTES {
         return Err(JidError::DomainTooLong);
     }
@@ -227,7 +238,12 @@ fn check_resource(s: &str) -> Result<String, JidError> {
     if let Some(c) = s.chars().find(|c| c.is_control()) {
         return Err(JidError::InvalidResource(c));
     }
-    Ok(s.to_owned())
+    // PRECIS OpaqueString (RFC 8265 §4.2.2): no case mapping, NFC.
+    let out = nfc(s.to_owned());
+    if out.len() > MAX_PART_BYTES {
+        return Err(JidError::ResourceTooLong);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -499,5 +515,16 @@ mod tests {
         );
         assert_eq!(Jid::new(Some(""), "a", None), Err(JidError::EmptyLocalpart));
         assert_eq!(Jid::new(None, "a", Some("")), Err(JidError::EmptyResource));
+    }
+
+    #[test]
+    fn parts_are_normalized_to_nfc() {
+        // "é" precomposed (U+00E9) and decomposed (e + U+0301) name the same entity.
+        let composed = Jid::parse("ren\u{e9}@caf\u{e9}.example/r\u{e9}sum\u{e9}").unwrap();
+        let decomposed =
+            Jid::parse("rene\u{301}@cafe\u{301}.example/re\u{301}sume\u{301}").unwrap();
+        assert_eq!(composed, decomposed);
+        assert_eq!(decomposed.node(), Some("ren\u{e9}"));
+        assert_eq!(decomposed.resource(), Some("r\u{e9}sum\u{e9}"));
     }
 }
