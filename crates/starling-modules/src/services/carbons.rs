@@ -38,26 +38,24 @@ pub struct CarbonsModule {
 }
 
 impl CarbonsModule {
-    fn is_enabled(&self, s: &SessionInfo) -> bool {
-        self.enabled.lock().contains(&s.id)
+    /// The account's sessions that enabled carbons: one registry read, and usually empty,
+    /// which ends the per-message work at once.
+    fn enabled_sessions(&self, server: &Server, account: &Jid) -> Vec<Arc<SessionInfo>> {
+        let sessions = server.sessions.get_bare(account);
+        let enabled = self.enabled.lock();
+        sessions
+            .into_iter()
+            .filter(|s| enabled.contains(&s.id))
+            .collect()
     }
 
-    /// Sends `wrapper_name` copies of `original` to the account's carbon-enabled sessions,
-    /// except those in `skip`.
+    /// Sends `wrapper_name` copies of `original` to `targets`.
     fn copy_to(
-        &self,
-        server: &Server,
+        targets: &[Arc<SessionInfo>],
         account: &Jid,
         original: &Element,
         wrapper_name: &str,
-        skip: &[u64],
     ) {
-        let targets: Vec<Arc<SessionInfo>> = server
-            .sessions
-            .get_bare(account)
-            .into_iter()
-            .filter(|s| !skip.contains(&s.id) && self.is_enabled(s))
-            .collect();
         if targets.is_empty() {
             return;
         }
@@ -163,9 +161,11 @@ struct Sent(Arc<CarbonsModule>);
 impl StanzaHook for Sent {
     async fn on_stanza(&self, server: &Arc<Server>, ev: &mut StanzaEvent) -> Flow {
         if let Some(origin) = &ev.origin {
-            if ev.to.bare() != ev.from.bare() && eligible(&ev.stanza) {
-                self.0
-                    .copy_to(server, &ev.from.bare(), &ev.stanza, "sent", &[origin.id]);
+            let account = ev.from.bare();
+            if ev.to.bare() != account && eligible(&ev.stanza) {
+                let mut targets = self.0.enabled_sessions(server, &account);
+                targets.retain(|s| s.id != origin.id);
+                CarbonsModule::copy_to(&targets, &account, &ev.stanza, "sent");
             }
         }
         Flow::Continue
@@ -189,28 +189,33 @@ impl StanzaHook for Received {
             // To another resource of the sender's own account: no copies (§6, §7).
             return Flow::Continue;
         }
-        let direct: Vec<u64> = match server.sessions.get_full(&ev.to) {
-            Some(s) if ev.to.resource().is_some() => vec![s.id],
+        let mut targets = self.0.enabled_sessions(server, &account);
+        if targets.is_empty() {
+            return Flow::Continue;
+        }
+        let all = server.sessions.get_bare(&account);
+        let direct: Vec<u64> = match all.iter().find(|s| s.jid == ev.to) {
+            Some(s) => vec![s.id],
             // To the bare JID (or a gone resource): RFC 6121 §8.5.2.1.1 hands it to the
             // available resources of highest non-negative priority; the others get copies.
-            _ => {
-                let available: Vec<Arc<SessionInfo>> = server
-                    .sessions
-                    .get_bare(&account)
-                    .into_iter()
-                    .filter(|s| s.is_available() && s.priority() >= 0)
-                    .collect();
-                let top = available.iter().map(|s| s.priority()).max();
-                available
+            None => {
+                let available: Vec<(i8, u64)> = all
                     .iter()
-                    .filter(|s| Some(s.priority()) == top)
-                    .map(|s| s.id)
+                    .filter(|s| s.is_available())
+                    .map(|s| (s.priority(), s.id))
+                    .filter(|(p, _)| *p >= 0)
+                    .collect();
+                let top = available.iter().map(|(p, _)| *p).max();
+                available
+                    .into_iter()
+                    .filter(|(p, _)| Some(*p) == top)
+                    .map(|(_, id)| id)
                     .collect()
             }
         };
         if !direct.is_empty() {
-            self.0
-                .copy_to(server, &account, &ev.stanza, "received", &direct);
+            targets.retain(|s| !direct.contains(&s.id));
+            CarbonsModule::copy_to(&targets, &account, &ev.stanza, "received");
         }
         Flow::Continue
     }
