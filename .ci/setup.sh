@@ -6,7 +6,8 @@
 #   .ci/setup.sh [--rust] [--refserver prosody|ejabberd]
 #     (always)     interop/.venv from interop/requirements.txt, interop/js/node_modules (npm ci),
 #                  Debian's profanity and tmux (for interop/test_profanity.py) and sendxmpp
-#                  (for interop/test_sendxmpp.py)
+#                  (for interop/test_sendxmpp.py), ejabberd, prosody, openssl and iproute2 (for
+#                  interop/test_federation.py: shared/refservers/fedservers.sh runs them)
 #     --rust       check cargo, rustfmt and clippy are present (nothing can be downloaded for them)
 #     --refserver  also install a reference server from Debian (for INTEROP_TARGET=prosody|ejabberd)
 set -euo pipefail
@@ -60,6 +61,13 @@ need_opt_pkg() { # like need_pkg
 need_opt_pkg profanity profanity
 need_opt_pkg tmux tmux
 need_opt_pkg sendxmpp sendxmpp
+# interop/test_federation.py: Starling federates with ejabberd and Prosody from Debian.
+fed_pkgs_before=${#apt_pkgs[@]}
+need_opt_pkg ejabberd ejabberdctl
+need_opt_pkg prosody prosody
+need_opt_pkg openssl openssl
+need_opt_pkg iproute2 ss
+fed_new=$(( ${#apt_pkgs[@]} - fed_pkgs_before ))
 for r in "${refservers[@]}"; do
   case $r in
     starling|"") ;;
@@ -73,8 +81,8 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=()
   elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO=(sudo -n)
   elif [ "${CI:-}" != true ] && [ ${#apt_pkgs[@]} = ${#opt_pkgs[@]} ]; then
-    log "WARNING: ${opt_pkgs[*]} not installed (no root, no sudo): interop/test_profanity.py and/or
-    interop/test_sendxmpp.py will be skipped; install with:
+    log "WARNING: ${opt_pkgs[*]} not installed (no root, no sudo): interop/test_profanity.py,
+    interop/test_sendxmpp.py and/or interop/test_federation.py will be skipped; install with:
     sudo apt-get update && sudo apt-get install -y ${opt_pkgs[*]}"
     apt_pkgs=()
   else
@@ -93,6 +101,9 @@ if [ ${#apt_pkgs[@]} -gt 0 ]; then
       "${SUDO[@]}" systemctl disable --now prosody >/dev/null 2>&1 || true
     fi
   done
+  if [ "$fed_new" -gt 0 ] && command -v systemctl >/dev/null 2>&1; then
+    "${SUDO[@]}" systemctl disable --now ejabberd prosody >/dev/null 2>&1 || true
+  fi
 fi
 
 # ---- Python: interop/.venv -------------------------------------------------------------------

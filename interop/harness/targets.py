@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -90,7 +91,8 @@ def tail(path: Path, lines: int = 60) -> str:
 
 
 def starling_config(*, domain: str, data_dir: Path, host: str, c2s_port: int, tls_port: int,
-                    http_port: int) -> str:
+                    http_port: int, component_port: int, component_domain: str,
+                    component_secret: str) -> str:
     """THE one place the interop suite writes Starling's config: adjust key names here only.
 
     No certificate is configured: the server generates a self-signed one, and every client
@@ -107,6 +109,15 @@ direct_tls_listen = "{host}:{tls_port}"   # XEP-0368 Direct TLS
 
 [http]
 listen = "{host}:{http_port}"             # RFC 7395 WebSocket at /xmpp-websocket
+
+[s2s]
+listen = ""                               # no federation here (test_federation.py has its own)
+
+[component]
+listen = "{host}:{component_port}"        # XEP-0114 external components
+[[component.services]]
+domain = "{component_domain}"
+secret = "{component_secret}"
 
 [log]
 stanzas = true                            # the stanza trace in server.log explains failures
@@ -138,6 +149,10 @@ class StarlingTarget:
         self.proc: subprocess.Popen | None = None
         self.endpoints: Endpoints | None = None
         self.failed = False
+        # XEP-0114: one external component the test_component.py scenarios connect as.
+        self.component_domain = f"echo.{self.domain}"
+        self.component_secret = "component-" + secrets.token_hex(8)
+        self.component_port: int | None = None
 
     @property
     def config_path(self) -> Path:
@@ -156,14 +171,16 @@ class StarlingTarget:
                 "(build it with `cargo build -p starling`, or set STARLING_BIN)")
         self.workdir = Path(tempfile.mkdtemp(prefix="starling-interop-"))
         ports = set()
-        while len(ports) < 3:
+        while len(ports) < 4:
             ports.add(free_port(self.host))
-        c2s, tls, http = sorted(ports)
+        c2s, tls, http, component = sorted(ports)
+        self.component_port = component
         data_dir = self.workdir / "data"
         data_dir.mkdir()
         self.config_path.write_text(starling_config(
             domain=self.domain, data_dir=data_dir, host=self.host,
-            c2s_port=c2s, tls_port=tls, http_port=http))
+            c2s_port=c2s, tls_port=tls, http_port=http, component_port=component,
+            component_domain=self.component_domain, component_secret=self.component_secret))
         self.endpoints = Endpoints(
             domain=self.domain, host=self.host, c2s_port=c2s, direct_tls_port=tls,
             ws_url=f"ws://{self.host}:{http}/xmpp-websocket")
@@ -177,7 +194,7 @@ class StarlingTarget:
                 cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=env, start_new_session=True)
         deadline = time.monotonic() + float(os.environ.get("INTEROP_START_TIMEOUT", "30"))
-        waiting = {c2s: "c2s", tls: "direct TLS", http: "http"}
+        waiting = {c2s: "c2s", tls: "direct TLS", http: "http", component: "component"}
         while waiting:
             if self.proc.poll() is not None:
                 raise TargetError(

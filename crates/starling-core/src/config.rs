@@ -33,6 +33,8 @@ pub struct Config {
     pub registration: RegistrationConfig,
     pub offline: OfflineConfig,
     pub log: LogConfig,
+    pub s2s: S2sConfig,
+    pub component: ComponentConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -148,6 +150,192 @@ impl Default for OfflineConfig {
     }
 }
 
+/// How a remote domain must authenticate (RFC 6120 §13.7.1.2, XEP-0178, XEP-0220).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum S2sPolicy {
+    /// A certificate valid for the domain (SASL EXTERNAL, XEP-0178).
+    Certs,
+    /// Certificates when valid, else Server Dialback (XEP-0220).
+    #[default]
+    Dialback,
+    /// No federation with the domain.
+    Deny,
+}
+
+/// Server-to-server federation (RFC 6120, XEP-0220, XEP-0288, XEP-0368).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S2sConfig {
+    /// Server streams with STARTTLS. Empty string disables federation entirely.
+    pub listen: String,
+    /// Direct TLS for s2s (XEP-0368, ALPN `xmpp-server`). Empty string disables.
+    pub direct_tls_listen: String,
+    /// Extra trusted CA certificates (PEM), besides the system roots.
+    pub ca_file: String,
+    pub default_policy: S2sPolicy,
+    /// Key for dialback keys (XEP-0220 §2.4). Empty: random per start.
+    pub dialback_secret: String,
+    pub connect_timeout_secs: u64,
+    /// Seconds a server stream may take from connect to authenticated.
+    pub negotiation_timeout_secs: u64,
+    /// Seconds without traffic after which a server stream is closed.
+    pub idle_timeout_secs: u64,
+    /// Incoming server streams at once.
+    pub max_connections: usize,
+    pub max_stanza_bytes: usize,
+    /// Stanzas queued for one outgoing stream at most; past that the stream is closed and
+    /// what it held bounced (a peer that does not read cannot grow our memory).
+    pub max_queued_stanzas: usize,
+    /// Bytes queued for one outgoing stream at most.
+    pub max_queued_bytes: usize,
+    /// Offer and request bidirectional streams (XEP-0288).
+    pub bidi: bool,
+    /// DNS servers ("ip:port") for SRV and A/AAAA lookups; empty: the system's resolv.conf.
+    pub nameservers: Vec<String>,
+    /// Per remote domain: "certs", "dialback" or "deny".
+    pub policy: std::collections::BTreeMap<String, S2sPolicy>,
+    /// Static routes used instead of DNS.
+    pub routes: Vec<S2sRoute>,
+}
+
+impl Default for S2sConfig {
+    fn default() -> Self {
+        S2sConfig {
+            listen: "0.0.0.0:5269".into(),
+            direct_tls_listen: String::new(),
+            ca_file: String::new(),
+            default_policy: S2sPolicy::Dialback,
+            dialback_secret: String::new(),
+            connect_timeout_secs: 10,
+            negotiation_timeout_secs: 60,
+            idle_timeout_secs: 600,
+            max_connections: 1000,
+            max_stanza_bytes: 256 * 1024,
+            max_queued_stanzas: 1024,
+            max_queued_bytes: 8 << 20,
+            bidi: true,
+            nameservers: Vec::new(),
+            policy: Default::default(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+impl S2sConfig {
+    pub fn enabled(&self) -> bool {
+        !self.listen.is_empty()
+    }
+
+    /// The policy for a remote domain.
+    pub fn policy_for(&self, domain: &str) -> S2sPolicy {
+        self.policy
+            .get(domain)
+            .copied()
+            .unwrap_or(self.default_policy)
+    }
+}
+
+/// Where to reach a remote domain without DNS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S2sRoute {
+    pub domain: String,
+    pub host: String,
+    #[serde(default = "default_s2s_port")]
+    pub port: u16,
+    /// Connect with TLS from the first byte (XEP-0368) instead of STARTTLS.
+    #[serde(default)]
+    pub direct_tls: bool,
+}
+
+fn default_s2s_port() -> u16 {
+    5269
+}
+
+/// External components (XEP-0114): services on their own domain connecting over TCP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComponentConfig {
+    /// Where components connect (`jabber:component:accept`; plain TCP, so keep it on
+    /// loopback or a private network). Empty string disables; nothing listens while
+    /// `services` is empty.
+    pub listen: String,
+    /// Component connections at once.
+    pub max_connections: usize,
+    pub max_stanza_bytes: usize,
+    /// Seconds a component may take from connect to a successful handshake.
+    pub negotiation_timeout_secs: u64,
+    /// Stanzas queued for one component before it is disconnected as too slow.
+    pub max_queued_stanzas: usize,
+    pub services: Vec<ComponentService>,
+}
+
+impl Default for ComponentConfig {
+    fn default() -> Self {
+        ComponentConfig {
+            listen: "127.0.0.1:5347".into(),
+            max_connections: 100,
+            max_stanza_bytes: 256 * 1024,
+            negotiation_timeout_secs: 30,
+            max_queued_stanzas: 10_000,
+            services: Vec::new(),
+        }
+    }
+}
+
+/// One component: the domain it serves and the secret of its handshake.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentService {
+    pub domain: String,
+    pub secret: String,
+}
+
+impl ComponentConfig {
+    /// True when a listener should run: an address and at least one service.
+    pub fn enabled(&self) -> bool {
+        !self.listen.is_empty() && !self.services.is_empty()
+    }
+
+    fn validate(&self, hosts: &[String]) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for svc in &self.services {
+            let domain = match starling_proto::Jid::new(None, &svc.domain, None) {
+                Ok(j) if !svc.domain.contains(['@', '/']) => j.domain().to_owned(),
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "`component.services`: {:?} is not a valid domain",
+                        svc.domain
+                    )))
+                }
+            };
+            if hosts.iter().any(|h| h.eq_ignore_ascii_case(&domain)) {
+                return Err(ConfigError::Invalid(format!(
+                    "`component.services`: {domain:?} is also in `hosts`; a component needs a domain of its own (e.g. \"bot.{domain}\")"
+                )));
+            }
+            if !seen.insert(domain.clone()) {
+                return Err(ConfigError::Invalid(format!(
+                    "`component.services`: {domain:?} is configured twice"
+                )));
+            }
+            if svc.secret.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "`component.services`: {domain:?} needs a non-empty secret"
+                )));
+            }
+        }
+        if self.max_stanza_bytes < 10_000 {
+            return Err(ConfigError::Invalid(
+                "`component.max_stanza_bytes` below 10000 (RFC 6120 §13.12 asks for at least 10000)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -178,6 +366,8 @@ impl Default for Config {
             registration: RegistrationConfig::default(),
             offline: OfflineConfig::default(),
             log: LogConfig::default(),
+            s2s: S2sConfig::default(),
+            component: ComponentConfig::default(),
         }
     }
 }
@@ -214,7 +404,11 @@ impl Config {
         })?;
         cfg.validate()?;
         // Hosts are compared with JID domains, which are normalized (RFC 7622 §3.2).
-        for h in &mut cfg.hosts {
+        for h in cfg
+            .hosts
+            .iter_mut()
+            .chain(cfg.component.services.iter_mut().map(|s| &mut s.domain))
+        {
             if let Ok(j) = starling_proto::Jid::new(None, h, None) {
                 *h = j.domain().to_string();
             }
@@ -241,6 +435,9 @@ impl Config {
             ("c2s.direct_tls_listen", &self.c2s.direct_tls_listen),
             ("http.listen", &self.http.listen),
             ("http.tls_listen", &self.http.tls_listen),
+            ("s2s.listen", &self.s2s.listen),
+            ("s2s.direct_tls_listen", &self.s2s.direct_tls_listen),
+            ("component.listen", &self.component.listen),
         ] {
             if !value.is_empty() && value.parse::<SocketAddr>().is_err() {
                 return Err(ConfigError::Invalid(format!(
@@ -248,6 +445,35 @@ impl Config {
                 )));
             }
         }
+        if self.s2s.max_stanza_bytes < 10_000 {
+            return Err(ConfigError::Invalid(
+                "`s2s.max_stanza_bytes` below 10000 breaks federation (RFC 6120 §13.12)".into(),
+            ));
+        }
+        if self.s2s.max_queued_stanzas == 0 || self.s2s.max_queued_bytes < self.s2s.max_stanza_bytes
+        {
+            return Err(ConfigError::Invalid(
+                "`s2s.max_queued_stanzas` must be at least 1 and `s2s.max_queued_bytes` at least \
+                 `s2s.max_stanza_bytes`"
+                    .into(),
+            ));
+        }
+        for n in &self.s2s.nameservers {
+            if n.parse::<SocketAddr>().is_err() {
+                return Err(ConfigError::Invalid(format!(
+                    "`s2s.nameservers`: {n:?} is not an ip:port like \"192.0.2.53:53\""
+                )));
+            }
+        }
+        for r in &self.s2s.routes {
+            if starling_proto::Jid::new(None, &r.domain, None).is_err() || r.host.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "`s2s.routes`: {:?} -> {:?} needs a valid domain and a host",
+                    r.domain, r.host
+                )));
+            }
+        }
+        self.component.validate(&self.hosts)?;
         if !self.http.websocket_path.starts_with('/') {
             return Err(ConfigError::Invalid(
                 "`http.websocket_path` must start with '/'".into(),
@@ -330,6 +556,29 @@ mod tests {
     }
 
     #[test]
+    fn component_services_are_checked() {
+        let ok =
+            "[component]\n[[component.services]]\ndomain = \"Bot.Localhost\"\nsecret = \"s\"\n";
+        let c = Config::parse(ok).expect("valid");
+        assert_eq!(c.component.services[0].domain, "bot.localhost");
+        assert!(c.component.enabled());
+        assert!(!Config::parse("").expect("valid").component.enabled());
+        let dup =
+            format!("{ok}[[component.services]]\ndomain = \"bot.localhost\"\nsecret = \"t\"\n");
+        let e = Config::parse(&dup).expect_err("duplicate");
+        assert!(e.to_string().contains("twice"), "{e}");
+        let e = Config::parse("[[component.services]]\ndomain = \"localhost\"\nsecret = \"s\"\n")
+            .expect_err("a served host");
+        assert!(e.to_string().contains("hosts"), "{e}");
+        let e = Config::parse("[[component.services]]\ndomain = \"a@b\"\nsecret = \"s\"\n")
+            .expect_err("not a domain");
+        assert!(e.to_string().contains("valid domain"), "{e}");
+        let e = Config::parse("[[component.services]]\ndomain = \"b.x\"\nsecret = \"\"\n")
+            .expect_err("empty secret");
+        assert!(e.to_string().contains("secret"), "{e}");
+    }
+
+    #[test]
     fn storage_url_defaults_under_data_dir() {
         let mut c = Config {
             data_dir: PathBuf::from("/srv/x"),
@@ -356,5 +605,35 @@ mod example_file {
         assert_eq!(cfg.c2s.max_stanza_bytes, def.c2s.max_stanza_bytes);
         assert_eq!(cfg.registration.enabled, def.registration.enabled);
         assert!(cfg.data_dir.ends_with("data"));
+        assert_eq!(cfg.s2s.listen, def.s2s.listen);
+        assert_eq!(cfg.s2s.default_policy, def.s2s.default_policy);
+        assert_eq!(cfg.s2s.max_connections, def.s2s.max_connections);
+    }
+
+    #[test]
+    fn s2s_section_parses() {
+        let c = Config::parse(
+            "[s2s]\nlisten = \"\"\ndefault_policy = \"certs\"\n[s2s.policy]\n\"pr.test\" = \"deny\"\n\
+             [[s2s.routes]]\ndomain = \"ej.test\"\nhost = \"127.0.0.2\"\nport = 16269\n",
+        )
+        .expect("valid");
+        assert!(!c.s2s.enabled());
+        assert_eq!(c.s2s.policy_for("pr.test"), S2sPolicy::Deny);
+        assert_eq!(c.s2s.policy_for("x.test"), S2sPolicy::Certs);
+        assert_eq!(c.s2s.routes[0].port, 16269);
+        assert!(!c.s2s.routes[0].direct_tls);
+        let e = Config::parse("[s2s]\npolicyy = 1\n").expect_err("unknown key");
+        assert!(e.to_string().contains("policyy"), "{e}");
+        let c = Config::parse(
+            "[s2s]\nnameservers = [\"127.0.0.1:5353\"]\nmax_queued_stanzas = 10\nbidi = false\n",
+        )
+        .expect("valid");
+        assert_eq!(c.s2s.nameservers, ["127.0.0.1:5353"]);
+        assert_eq!(c.s2s.max_queued_stanzas, 10);
+        assert!(!c.s2s.bidi);
+        let e = Config::parse("[s2s]\nnameservers = [\"dns.example\"]\n").expect_err("not ip:port");
+        assert!(e.to_string().contains("s2s.nameservers"), "{e}");
+        let e = Config::parse("[s2s]\nmax_queued_bytes = 1000\n").expect_err("too small");
+        assert!(e.to_string().contains("max_queued_bytes"), "{e}");
     }
 }

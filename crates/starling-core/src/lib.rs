@@ -8,6 +8,7 @@ pub mod hooks;
 mod inbound;
 pub mod registry;
 pub mod router;
+pub mod routes;
 mod server;
 pub mod testing;
 pub mod throttle;
@@ -20,5 +21,6 @@ pub use hooks::{
     StanzaEvent, StanzaHook,
 };
 pub use registry::{SessionInfo, SessionRegistry};
+pub use routes::{DomainClaim, DomainLookup, DomainRoute, DomainRoutes};
 pub use server::Server;
 pub use transport::{Transport, TransportError};

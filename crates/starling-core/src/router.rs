@@ -12,9 +12,11 @@ use tracing::debug;
 
 use crate::hooks::{events, Flow, IqRequest, IqTarget, StanzaEvent};
 use crate::registry::SessionInfo;
+use crate::routes::DomainLookup;
 use crate::Server;
 
-/// Fired for stanzas to domains that are not ours; the federation module hooks it.
+/// Fired for stanzas to domains that are neither ours nor domain routes
+/// ([`crate::DomainRoutes`]); the federation module hooks it.
 pub const ROUTE_REMOTE: &str = "route/remote";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -49,6 +51,28 @@ impl Server {
     /// Routes a stanza whose addresses are already validated.
     pub async fn route_event(self: &Arc<Self>, mut ev: StanzaEvent) {
         if !self.is_local_host(ev.to.domain()) {
+            // Domains served over a local connection come before other servers.
+            match self.domain_routes.lookup(ev.to.domain()) {
+                DomainLookup::NotRouted => {}
+                DomainLookup::Route(route) => {
+                    if let Err(stanza) = route.deliver(ev.stanza) {
+                        self.bounce(
+                            &stanza,
+                            StanzaError::new(StanzaErrorCondition::ServiceUnavailable),
+                        )
+                        .await;
+                    }
+                    return;
+                }
+                DomainLookup::Unavailable => {
+                    self.bounce(
+                        &ev.stanza,
+                        StanzaError::new(StanzaErrorCondition::ServiceUnavailable),
+                    )
+                    .await;
+                    return;
+                }
+            }
             if self.hooks.fire(ROUTE_REMOTE, self, &mut ev).await == Flow::Continue {
                 self.bounce(
                     &ev.stanza,

@@ -1,6 +1,7 @@
 //! The server kernel: configuration snapshot, storage, session registry and hook bus, and the
 //! service lifecycle (start, shutdown signal).
 
+use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,12 +12,15 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::hooks::{DiscoRegistry, HookBus, Module, Registrar};
 use crate::registry::SessionRegistry;
+use crate::routes::DomainRoutes;
 use crate::throttle::AuthThrottle;
 
 pub struct Server {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub sessions: SessionRegistry,
+    /// Non-hosted domains delivered over run-time connections, checked before `route/remote`.
+    pub domain_routes: DomainRoutes,
     pub hooks: HookBus,
     pub disco: DiscoRegistry,
     pub started: Instant,
@@ -24,6 +28,9 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     /// Client streams running, negotiating or bound (graceful shutdown waits for them).
     streams: AtomicUsize,
+    /// Services started beside the server (federation, …), found by type: the admin
+    /// commands reach them through the server.
+    extensions: parking_lot::RwLock<Vec<Arc<dyn Any + Send + Sync>>>,
 }
 
 impl Server {
@@ -48,12 +55,14 @@ impl Server {
             config,
             store,
             sessions: SessionRegistry::default(),
+            domain_routes: DomainRoutes::default(),
             hooks: reg.bus,
             disco: reg.disco,
             started: Instant::now(),
             auth_throttle: AuthThrottle::default(),
             shutdown,
             streams: AtomicUsize::new(0),
+            extensions: Default::default(),
         })
     }
 
@@ -79,14 +88,30 @@ impl Server {
         self.streams.load(Ordering::Acquire)
     }
 
-    /// Counts a stream until the guard drops.
-    pub(crate) fn stream_guard(self: &Arc<Self>) -> StreamGuard {
+    /// Attaches a service (one per type; a second replaces the first).
+    pub fn set_extension<T: Any + Send + Sync>(&self, ext: Arc<T>) {
+        let mut list = self.extensions.write();
+        list.retain(|e| !e.is::<T>());
+        list.push(ext);
+    }
+
+    /// The attached service of this type.
+    pub fn extension<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.extensions
+            .read()
+            .iter()
+            .find_map(|e| e.clone().downcast::<T>().ok())
+    }
+
+    /// Counts a stream (client or server) until the guard drops; graceful shutdown waits
+    /// for them.
+    pub fn stream_guard(self: &Arc<Self>) -> StreamGuard {
         self.streams.fetch_add(1, Ordering::AcqRel);
         StreamGuard(self.clone())
     }
 }
 
-pub(crate) struct StreamGuard(Arc<Server>);
+pub struct StreamGuard(Arc<Server>);
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {

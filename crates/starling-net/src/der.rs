@@ -1,6 +1,8 @@
-//! Just enough DER (X.690) to read two things from an X.509 certificate (RFC 5280 §4.1): its
-//! DNS subject alternative names (to serve certificates by SNI) and its signature algorithm (to
-//! pick the `tls-server-end-point` hash, RFC 5929 §4.1). Never panics on malformed input.
+//! Just enough DER (X.690) to read three things from an X.509 certificate (RFC 5280 §4.1): its
+//! DNS subject alternative names (to serve certificates by SNI), its otherName alternative
+//! names (XmppAddr and SRV-ID for federation, RFC 6120 §13.7.1.4, RFC 4985) and its signature
+//! algorithm (to pick the `tls-server-end-point` hash, RFC 5929 §4.1). Never panics on
+//! malformed input.
 
 /// One TLV: (tag, contents, rest after it). Definite lengths only, as DER requires.
 fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
@@ -59,8 +61,8 @@ fn certificate(der: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((tbs, alg))
 }
 
-/// The dNSName entries of the subjectAltName extension, lowercased.
-pub(crate) fn dns_names(der: &[u8]) -> Vec<String> {
+/// The GeneralNames of the subjectAltName extension, as (tag, contents).
+fn alt_names(der: &[u8]) -> Vec<(u8, &[u8])> {
     let mut names = Vec::new();
     let Some((tbs, _)) = certificate(der) else {
         return names;
@@ -86,15 +88,52 @@ pub(crate) fn dns_names(der: &[u8]) -> Vec<String> {
         let Some((SEQUENCE, general_names)) = items(value).next() else {
             continue;
         };
-        for (tag, name) in items(general_names) {
-            if tag == DNS_NAME {
-                if let Ok(s) = std::str::from_utf8(name) {
-                    names.push(s.to_ascii_lowercase());
-                }
+        names.extend(items(general_names));
+    }
+    names
+}
+
+/// The dNSName entries of the subjectAltName extension, lowercased.
+pub(crate) fn dns_names(der: &[u8]) -> Vec<String> {
+    alt_names(der)
+        .into_iter()
+        .filter(|(tag, _)| *tag == DNS_NAME)
+        .filter_map(|(_, name)| std::str::from_utf8(name).ok())
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+const OTHER_NAME: u8 = 0xa0; // [0] IMPLICIT OtherName in GeneralName
+const EXPLICIT_0: u8 = 0xa0; // value [0] EXPLICIT in OtherName
+/// id-on-xmppAddr, 1.3.6.1.5.5.7.8.5 (RFC 6120 §13.7.1.4): a UTF8String.
+pub(crate) const OID_XMPP_ADDR: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x08, 0x05];
+/// id-on-dnsSRV, 1.3.6.1.5.5.7.8.7 (RFC 4985): an IA5String like `_xmpp-server.example.com`.
+pub(crate) const OID_DNS_SRV: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x08, 0x07];
+const UTF8_STRING: u8 = 0x0c;
+const IA5_STRING: u8 = 0x16;
+
+/// The otherName entries of the subjectAltName extension with type `oid` whose value is a
+/// string (UTF8String or IA5String).
+pub(crate) fn other_names(der: &[u8], oid: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (tag, other) in alt_names(der) {
+        if tag != OTHER_NAME {
+            continue;
+        }
+        let mut fields = items(other);
+        if !matches!(fields.next(), Some((OID, o)) if o == oid) {
+            continue;
+        }
+        let Some((EXPLICIT_0, value)) = fields.next() else {
+            continue;
+        };
+        if let Some((UTF8_STRING | IA5_STRING, text)) = items(value).next() {
+            if let Ok(s) = std::str::from_utf8(text) {
+                out.push(s.to_owned());
             }
         }
     }
-    names
+    out
 }
 
 /// Hash for `tls-server-end-point` (RFC 5929 §4.1).
@@ -195,6 +234,7 @@ mod tests {
     #[test]
     fn survives_garbage() {
         assert!(dns_names(&[]).is_empty());
+        assert!(other_names(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff], OID_XMPP_ADDR).is_empty());
         assert!(dns_names(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_empty());
         assert_eq!(
             end_point_hash(&[0x30, 0x03, 0x30, 0x01]),

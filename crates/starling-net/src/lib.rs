@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use listener::{bind_c2s, bind_http, raise_fd_limit, ConnLimits, ListenerSet, StreamHandler};
-pub use tcp::{TcpOptions, TcpTransport};
+pub use tcp::{ClientTls, TcpOptions, TcpTransport};
 pub use tls::{build_tls, CertConfig, TlsSetup};
 pub use websocket::{router, WsConfig, WsTransport};
 

@@ -1,4 +1,4 @@
-//! Listeners: accept loops for c2s over TCP (STARTTLS, RFC 6120 §5) or Direct TLS (XEP-0368)
+//! Listeners: accept loops for c2s and s2s over TCP (STARTTLS, RFC 6120 §5) or Direct TLS (XEP-0368)
 //! and for HTTP(S) carrying WebSocket (RFC 7395) and host-meta (XEP-0156), with connection
 //! budgets, TCP_NODELAY, accept errors that back off instead of spinning, and graceful shutdown.
 //! What runs a stream is the caller's [`StreamHandler`], so net never names core's server.
@@ -161,7 +161,8 @@ impl ListenerSet {
         tls: Arc<TlsSetup>,
         direct_tls: bool,
     ) -> Result<SocketAddr, NetError> {
-        let (local, task) = c2s(
+        let (local, task) = stream_listener(
+            Kind::C2s,
             addr,
             tls,
             direct_tls,
@@ -173,6 +174,32 @@ impl ListenerSet {
         .await?;
         self.bound
             .push((if direct_tls { "c2s-tls" } else { "c2s" }, local));
+        self.tasks.push(task);
+        Ok(local)
+    }
+
+    /// A server-to-server listener (`jabber:server` streams, RFC 6120 §4.8.3): STARTTLS on
+    /// plain TCP, or Direct TLS (XEP-0368, `tls` built by `TlsSetup::for_servers`). Its
+    /// streams draw on this set's budget, so give s2s a set of its own.
+    pub async fn bind_s2s(
+        &mut self,
+        addr: SocketAddr,
+        tls: Arc<TlsSetup>,
+        direct_tls: bool,
+    ) -> Result<SocketAddr, NetError> {
+        let (local, task) = stream_listener(
+            Kind::S2s,
+            addr,
+            tls,
+            direct_tls,
+            self.handler.clone(),
+            self.limits.clone(),
+            self.permits.clone(),
+            self.shutdown.clone(),
+        )
+        .await?;
+        self.bound
+            .push((if direct_tls { "s2s-tls" } else { "s2s" }, local));
         self.tasks.push(task);
         Ok(local)
     }
@@ -229,7 +256,17 @@ pub async fn bind_c2s(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, JoinHandle<()>), NetError> {
     let permits = limits.semaphore();
-    c2s(addr, tls, direct_tls, handler, limits, permits, shutdown).await
+    stream_listener(
+        Kind::C2s,
+        addr,
+        tls,
+        direct_tls,
+        handler,
+        limits,
+        permits,
+        shutdown,
+    )
+    .await
 }
 
 /// Binds an HTTP(S) listener with budgets of its own. See [`ListenerSet::bind_http`].
@@ -258,7 +295,16 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), NetError> {
     Ok((listener, local))
 }
 
-async fn c2s(
+/// What an XML stream listener serves.
+#[derive(Clone, Copy)]
+enum Kind {
+    C2s,
+    S2s,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn stream_listener(
+    kind: Kind,
     addr: SocketAddr,
     tls: Arc<TlsSetup>,
     direct_tls: bool,
@@ -268,12 +314,16 @@ async fn c2s(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, JoinHandle<()>), NetError> {
     let (listener, local) = bind(addr).await?;
+    let (name, content_ns) = match kind {
+        Kind::C2s => ("c2s", ns::CLIENT),
+        Kind::S2s => ("s2s", ns::SERVER),
+    };
     info!(
-        "c2s listening on {local}{}",
+        "{name} listening on {local}{}",
         if direct_tls { " (Direct TLS)" } else { "" }
     );
     let opts = TcpOptions {
-        content_ns: ns::CLIENT,
+        content_ns,
         limits: limits.xml_limits(),
         tls_handshake_timeout: limits.tls_handshake_timeout,
     };

@@ -1,12 +1,14 @@
 //! The TCP transport: an XML stream over a socket (RFC 6120 §4), upgraded in place by STARTTLS
 //! (RFC 6120 §5.4.3.3) or TLS from the first byte (Direct TLS, XEP-0368), with the channel
 //! bindings of the TLS layer (RFC 5929 §4 `tls-server-end-point`, RFC 9266 `tls-exporter`).
+//! Accepted streams are the TLS server; streams we open to other servers (s2s) the TLS client.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ProtocolVersion;
+use rustls_pki_types::{CertificateDer, ServerName};
 use starling_core::transport::{Transport, TransportError};
 use starling_proto::sasl::ChannelBindings;
 use starling_xml::{escape_attr, ns, Element, Limits, StreamEvent, StreamParser};
@@ -14,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::tls::TlsSetup;
 
@@ -44,9 +46,18 @@ impl Default for TcpOptions {
     }
 }
 
+/// The TLS client side of a stream we initiate (server-to-server).
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    pub config: Arc<rustls::ClientConfig>,
+    /// SNI and the name the handshake is for (the peer's domain).
+    pub server_name: ServerName<'static>,
+}
+
 enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    Client(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// Between taking the socket for a handshake and getting it back (or after it failed).
     Gone,
 }
@@ -55,6 +66,8 @@ enum Stream {
 pub struct TcpTransport {
     stream: Stream,
     tls: Option<Arc<TlsSetup>>,
+    /// Set on streams we initiate: STARTTLS then runs the client handshake.
+    client: Option<ClientTls>,
     opts: TcpOptions,
     parser: StreamParser,
     read_buf: Vec<u8>,
@@ -80,6 +93,7 @@ impl TcpTransport {
             parser: StreamParser::new(opts.limits.clone()),
             stream: Stream::Plain(stream),
             tls,
+            client: None,
             opts,
             read_buf: Vec::new(),
             write_buf: String::new(),
@@ -105,6 +119,55 @@ impl TcpTransport {
         t.direct = true;
         t.handshake(config).await?;
         Ok(t)
+    }
+
+    /// A stream we initiate over a connected socket; STARTTLS, when the peer offers it,
+    /// runs the TLS client handshake with `client`.
+    pub fn connect(stream: TcpStream, client: ClientTls, opts: TcpOptions) -> Self {
+        let mut t = TcpTransport::new(stream, None, opts);
+        t.client = Some(client);
+        t
+    }
+
+    /// A stream we initiate with TLS from the first byte (XEP-0368); the ALPN protocols are
+    /// the client configuration's.
+    pub async fn connect_direct_tls(
+        stream: TcpStream,
+        client: ClientTls,
+        opts: TcpOptions,
+    ) -> Result<Self, TransportError> {
+        let mut t = TcpTransport::connect(stream, client, opts);
+        t.direct = true;
+        t.client_handshake().await?;
+        Ok(t)
+    }
+
+    async fn client_handshake(&mut self) -> Result<(), TransportError> {
+        let Some(client) = self.client.clone() else {
+            return Err(TransportError::Tls("not a client stream".into()));
+        };
+        let Stream::Plain(socket) = std::mem::replace(&mut self.stream, Stream::Gone) else {
+            return Err(TransportError::Tls("TLS is already active".into()));
+        };
+        let connect = TlsConnector::from(client.config).connect(client.server_name, socket);
+        let tls = match tokio::time::timeout(self.opts.tls_handshake_timeout, connect).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => return Err(TransportError::Tls(format!("handshake failed: {e}"))),
+            Err(_) => return Err(TransportError::Tls("handshake timed out".into())),
+        };
+        self.stream = Stream::Client(Box::new(tls));
+        Ok(())
+    }
+
+    /// The certificate chain the peer presented (a server's, or a client certificate on an
+    /// accepted stream), leaf first.
+    pub fn peer_certificates(&self) -> Option<Vec<CertificateDer<'static>>> {
+        let certs = match &self.stream {
+            Stream::Tls(tls) => tls.get_ref().1.peer_certificates(),
+            Stream::Client(tls) => tls.get_ref().1.peer_certificates(),
+            _ => None,
+        }?;
+        Some(certs.iter().map(|c| c.clone().into_owned()).collect())
     }
 
     pub(crate) fn hold_permit(&mut self, permit: OwnedSemaphorePermit) {
@@ -135,6 +198,7 @@ impl TcpTransport {
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
         match &self.stream {
             Stream::Tls(tls) => tls.get_ref().1.alpn_protocol(),
+            Stream::Client(tls) => tls.get_ref().1.alpn_protocol(),
             _ => None,
         }
     }
@@ -143,6 +207,7 @@ impl TcpTransport {
     pub fn tls_version(&self) -> Option<ProtocolVersion> {
         match &self.stream {
             Stream::Tls(tls) => tls.get_ref().1.protocol_version(),
+            Stream::Client(tls) => tls.get_ref().1.protocol_version(),
             _ => None,
         }
     }
@@ -154,6 +219,7 @@ impl TcpTransport {
         let n = match &mut self.stream {
             Stream::Plain(s) => s.read(&mut self.read_buf).await?,
             Stream::Tls(s) => s.read(&mut self.read_buf).await?,
+            Stream::Client(s) => s.read(&mut self.read_buf).await?,
             Stream::Gone => return Err(not_connected()),
         };
         Ok(n)
@@ -237,6 +303,7 @@ impl Transport for TcpTransport {
             let n = match &mut self.stream {
                 Stream::Plain(s) => s.write(chunk).await?,
                 Stream::Tls(s) => s.write(chunk).await?,
+                Stream::Client(s) => s.write(chunk).await?,
                 Stream::Gone => return Err(not_connected()),
             };
             if n == 0 {
@@ -247,6 +314,7 @@ impl Transport for TcpTransport {
         match &mut self.stream {
             Stream::Plain(s) => s.flush().await?,
             Stream::Tls(s) => s.flush().await?,
+            Stream::Client(s) => s.flush().await?,
             Stream::Gone => return Err(not_connected()),
         }
         self.written = 0;
@@ -260,6 +328,7 @@ impl Transport for TcpTransport {
             match &mut self.stream {
                 Stream::Plain(s) => s.shutdown().await?,
                 Stream::Tls(s) => s.shutdown().await?,
+                Stream::Client(s) => s.shutdown().await?,
                 Stream::Gone => {}
             }
         }
@@ -271,13 +340,19 @@ impl Transport for TcpTransport {
     }
 
     fn can_starttls(&self) -> bool {
-        self.tls.is_some() && matches!(self.stream, Stream::Plain(_))
+        (self.tls.is_some() || self.client.is_some()) && matches!(self.stream, Stream::Plain(_))
     }
 
     /// After `<proceed/>` (RFC 6120 §5.4.3.3). Anything the client sent after `<starttls/>`
     /// in plaintext is discarded with the parser, so it cannot be injected into the encrypted
     /// stream (the STARTTLS command-injection class of bugs).
     async fn starttls(&mut self) -> Result<(), TransportError> {
+        if self.client.is_some() {
+            // We initiated the stream: `<proceed/>` was received, we are the TLS client.
+            self.flush().await?;
+            self.reset();
+            return self.client_handshake().await;
+        }
         let Some(config) = self.tls.as_ref().map(|t| t.starttls.clone()) else {
             return Err(TransportError::Tls("TLS is not configured".into()));
         };
@@ -294,7 +369,7 @@ impl Transport for TcpTransport {
     }
 
     fn is_secure(&self) -> bool {
-        matches!(self.stream, Stream::Tls(_))
+        matches!(self.stream, Stream::Tls(_) | Stream::Client(_))
     }
 
     fn channel_bindings(&self) -> ChannelBindings {

@@ -25,6 +25,25 @@ use crate::NetError;
 
 /// ALPN protocol identifier for XMPP client-to-server Direct TLS (XEP-0368 §4).
 pub const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
+/// ALPN protocol identifier for XMPP server-to-server Direct TLS (XEP-0368 §4).
+pub const ALPN_XMPP_SERVER: &[u8] = b"xmpp-server";
+
+/// The DNS names (subjectAltName dNSName) of a DER certificate, for messages and checks.
+pub fn cert_dns_names(cert_der: &[u8]) -> Vec<String> {
+    der::dns_names(cert_der)
+}
+
+/// The XmppAddr names (subjectAltName otherName id-on-xmppAddr, RFC 6120 §13.7.1.4) of a DER
+/// certificate.
+pub fn cert_xmpp_addrs(cert_der: &[u8]) -> Vec<String> {
+    der::other_names(cert_der, der::OID_XMPP_ADDR)
+}
+
+/// The SRV-IDs (subjectAltName otherName id-on-dnsSRV, RFC 4985, e.g.
+/// `_xmpp-server.example.com`) of a DER certificate.
+pub fn cert_srv_ids(cert_der: &[u8]) -> Vec<String> {
+    der::other_names(cert_der, der::OID_DNS_SRV)
+}
 
 /// One configured certificate: PEM files; the certificate file may hold the whole chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +70,34 @@ impl TlsSetup {
     pub fn server_end_point(&self, sni: Option<&str>) -> Option<Vec<u8>> {
         let index = self.resolver.pick(sni)?;
         self.resolver.certs.get(index)?.end_point.clone()
+    }
+
+    /// The certificate (chain and key) served for `name`, or the default one: what we present
+    /// as a TLS client certificate on server-to-server streams for our domain `name`.
+    pub fn certified_key(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        let index = self.resolver.pick(Some(name))?;
+        self.resolver.certs.get(index).map(|c| c.key.clone())
+    }
+
+    /// The same certificates for server-to-server listeners: client certificates are
+    /// requested (not required) and checked by `verifier`, Direct TLS offers ALPN
+    /// `xmpp-server` (XEP-0368 §4).
+    pub fn for_servers(
+        &self,
+        verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    ) -> Result<TlsSetup, NetError> {
+        let starttls = ServerConfig::builder_with_provider(Arc::new(provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(self.resolver.clone());
+        let mut direct = starttls.clone();
+        direct.alpn_protocols = vec![ALPN_XMPP_SERVER.to_vec()];
+        Ok(TlsSetup {
+            starttls: Arc::new(starttls),
+            direct: Arc::new(direct),
+            resolver: self.resolver.clone(),
+            self_signed: self.self_signed.clone(),
+        })
     }
 
     /// The generated self-signed certificate's path, when no certificate is configured.

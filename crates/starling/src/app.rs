@@ -22,6 +22,11 @@ pub struct Running {
     pub direct_tls: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
     pub https: Option<SocketAddr>,
+    /// Server-to-server listeners (STARTTLS, Direct TLS), when federation is enabled.
+    pub s2s: Option<SocketAddr>,
+    pub s2s_direct_tls: Option<SocketAddr>,
+    /// External components (XEP-0114), when configured.
+    pub component: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -75,7 +80,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let tls: Arc<TlsSetup> =
         Arc::new(build_tls(&config.hosts, &certs, &config.data_dir).context("TLS setup failed")?);
 
-    let server = Server::build(config, store, starling_modules::default_modules());
+    // Federation (s2s.listen = "" disables it: stanzas to other domains then bounce).
+    let s2s = starling_s2s::S2s::new(&config, tls.clone()).context("s2s setup failed")?;
+    let mut modules = starling_modules::default_modules();
+    if let Some(s) = &s2s {
+        modules.push(s.clone());
+    }
+    let server = Server::build(config, store, modules);
     let cfg = server.config.clone();
     let handler: Arc<dyn StreamHandler> = Arc::new(C2sStreams {
         server: server.clone(),
@@ -95,6 +106,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         direct_tls: None,
         http: None,
         https: None,
+        s2s: None,
+        s2s_direct_tls: None,
+        component: None,
         tasks: Vec::new(),
     };
     if let Some(a) = addr(&cfg.c2s.listen)? {
@@ -122,6 +136,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         running.https = Some(bound);
     }
     let mut tasks = vec![tokio::spawn(listeners.join())];
+    if let Some(s) = &s2s {
+        server.set_extension(s.clone());
+        let (bound, s2s_listeners) = s.listen(&server).await?;
+        running.s2s = bound.starttls;
+        running.s2s_direct_tls = bound.direct_tls;
+        tasks.push(tokio::spawn(s2s_listeners.join()));
+    }
+    if let Some(c) = starling_component::start(&server).await? {
+        running.component = Some(c.local_addr);
+        tasks.push(c.task);
+    }
     tasks.push(
         crate::admin::socket::serve(server.clone(), &cfg.admin_socket()).with_context(|| {
             format!("cannot open admin socket {}", cfg.admin_socket().display())

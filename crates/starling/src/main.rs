@@ -1,5 +1,5 @@
-//! `starling`: the server (`serve`), its configuration check (`check-config`) and the admin
-//! CLI (`ctl`), in one binary.
+//! `starling`: the server (`serve`), its configuration check (`check-config`), the admin
+//! CLI (`ctl`) and the load tool (`bench`, the same as `starling-bench`), in one binary.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +37,20 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         words: Vec<String>,
     },
+    /// Load-test an XMPP server (this or another): `starling bench connect --users 1000`;
+    /// `starling bench --help` for the scenarios.
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+/// `starling bench ARGS…` is `starling-bench ARGS…`: every argument after `bench` goes to the
+/// load tool unparsed (its own runtime, options and exit codes).
+fn bench(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let mut argv = vec![std::ffi::OsString::from("starling bench")];
+    argv.extend(args);
+    starling_bench::cli::main_with_args("starling bench", argv)
 }
 
 fn load(path: &Option<PathBuf>) -> anyhow::Result<Config> {
@@ -47,7 +61,14 @@ fn load(path: &Option<PathBuf>) -> anyhow::Result<Config> {
 }
 
 fn main() -> ExitCode {
+    // Before clap: `--help` and the like after `bench` belong to the load tool.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "bench") {
+        return bench(std::env::args_os().skip(2));
+    }
     let cli = Cli::parse();
+    if let Cmd::Bench { args } = cli.command {
+        return bench(args);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -63,6 +84,7 @@ fn main() -> ExitCode {
             Cmd::Serve { config } => serve(config).await,
             Cmd::CheckConfig { config } => check_config(config),
             Cmd::Ctl { config, words } => ctl(config, words).await,
+            Cmd::Bench { .. } => Ok(ExitCode::SUCCESS),
         }
     });
     match result {
@@ -154,6 +176,19 @@ fn check_config(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             "closed (admin CLI only)"
         }
     );
+    if !config.component.services.is_empty() {
+        let domains: Vec<&str> = config
+            .component
+            .services
+            .iter()
+            .map(|s| s.domain.as_str())
+            .collect();
+        println!(
+            "  components:       {} on {} (XEP-0114)",
+            domains.join(", "),
+            on(&config.component.listen)
+        );
+    }
     Ok(if problems == 0 {
         ExitCode::SUCCESS
     } else {

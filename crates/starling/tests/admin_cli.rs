@@ -65,7 +65,7 @@ impl Setup {
             format!(
                 "hosts = [\"localhost\"]\ndata_dir = \"data\"\n\
                  [c2s]\nlisten = \"127.0.0.1:{port}\"\ndirect_tls_listen = \"\"\n\
-                 [http]\nlisten = \"\"\n[log]\nlevel = \"info\"\n"
+                 [http]\nlisten = \"\"\n[s2s]\nlisten = \"\"\n[log]\nlevel = \"info\"\n"
             ),
         )
         .expect("write config");

@@ -1,4 +1,5 @@
-//! XEP-0030 Service Discovery: disco#info (§3) and disco#items (§4) of the server itself and,
+//! XEP-0030 Service Discovery: disco#info (§3) and disco#items (§4) of the server itself
+//! (its items: the domain routes on its subdomains, such as XEP-0114 components) and,
 //! answered by the server on their behalf (RFC 6121 §8.5.1), of local accounts' bare JIDs.
 //! Identities (§3.1), features (§3.2), extended info forms (XEP-0128), and the item-not-found
 //! error for unknown nodes (§3.2, §4.2). The node `NODE#VER` of the entity capabilities the
@@ -76,11 +77,22 @@ impl IqHandler for ItemsHandler {
         if req.target != IqTarget::Host {
             ensure_account(server, &req).await?;
         }
-        // No nodes yet: components and PEP nodes will list items here.
+        // No nodes yet: PEP nodes will list items here.
         if req.payload.attr("node").is_some() {
             return Err(StanzaError::new(StanzaErrorCondition::ItemNotFound));
         }
-        Ok(Some(Element::new("query", NS_ITEMS)))
+        let mut q = Element::new("query", NS_ITEMS);
+        if req.target == IqTarget::Host {
+            // §4.1: services hosted beside the server (e.g. external components, XEP-0114)
+            // on subdomains of the queried host.
+            let suffix = format!(".{}", req.to.domain());
+            for d in server.domain_routes.domains() {
+                if d.ends_with(&suffix) {
+                    q.append_child(Element::new("item", NS_ITEMS).with_attr("jid", d));
+                }
+            }
+        }
+        Ok(Some(q))
     }
 }
 

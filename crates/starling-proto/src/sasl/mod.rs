@@ -3,6 +3,7 @@
 //! of SCRAM-SHA-1/256/512 with and without channel binding (RFC 5802, RFC 7677, RFC 5929,
 //! RFC 9266) and PLAIN (RFC 4616).
 
+pub mod client;
 mod creds;
 mod server;
 
@@ -15,6 +16,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use starling_xml::Element;
 
+pub use client::{ClientError, SaltParams, SaltedPasswordCache, ScramClient};
 pub use creds::{HashAlg, ScramCredentials, StoredCredentials, DEFAULT_ITERATIONS};
 pub use server::{SaslServer, SaslStep};
 

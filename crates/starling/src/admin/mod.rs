@@ -37,6 +37,7 @@ pub enum Command {
         host: String,
     },
     ConnectedUsers,
+    S2sConnections,
     KickSession {
         jid: String,
         reason: Option<String>,
@@ -52,6 +53,8 @@ pub const USAGE: &str = "\
   change_password USER HOST NEWPASSWORD       set a new password
   registered_users HOST                       list the accounts of HOST
   connected_users                             list connected sessions (full JIDs)
+  s2s_connections                             list server-to-server streams (direction, local,
+                                              remote, auth, TLS, state, bidi, age)
   kick_session JID [REASON]                   disconnect a session
   status                                      is the server running, and how";
 
@@ -121,6 +124,10 @@ impl Command {
                 arity(0, "")?;
                 Command::ConnectedUsers
             }
+            "s2s_connections" => {
+                arity(0, "")?;
+                Command::S2sConnections
+            }
             "kick_session" => {
                 if args.is_empty() {
                     return Err(AdminError::Usage(
@@ -162,6 +169,7 @@ impl Command {
             } => w(&["change_password", user, host, password]),
             Command::RegisteredUsers { host } => w(&["registered_users", host]),
             Command::ConnectedUsers => w(&["connected_users"]),
+            Command::S2sConnections => w(&["s2s_connections"]),
             Command::KickSession { jid, reason } => {
                 let mut v = w(&["kick_session", jid]);
                 v.extend(reason.clone());
@@ -175,7 +183,10 @@ impl Command {
     pub fn needs_server(&self) -> bool {
         matches!(
             self,
-            Command::ConnectedUsers | Command::KickSession { .. } | Command::Status
+            Command::ConnectedUsers
+                | Command::S2sConnections
+                | Command::KickSession { .. }
+                | Command::Status
         )
     }
 }
@@ -303,6 +314,15 @@ pub async fn execute(target: Target<'_>, cmd: Command) -> Result<String, AdminEr
             jids.sort();
             Ok(jids.join("\n"))
         }
+        Command::S2sConnections => {
+            let server = running(&target)?;
+            match server.extension::<starling_s2s::S2s>() {
+                Some(s2s) => Ok(s2s.connections().join("\n")),
+                None => Err(AdminError::Failed(
+                    "federation is disabled (s2s.listen is empty)".into(),
+                )),
+            }
+        }
         Command::KickSession { jid, reason } => {
             let server = running(&target)?;
             let full = Jid::parse(&jid)
@@ -417,6 +437,7 @@ mod tests {
             "change_password alice localhost pw2",
             "registered_users localhost",
             "connected_users",
+            "s2s_connections",
             "kick_session alice@localhost/x spam",
             "status",
         ] {

@@ -101,6 +101,8 @@ pub fn test_config(dir: &Path) -> Config {
     cfg.c2s.direct_tls_listen = "127.0.0.1:0".into();
     cfg.http.listen = "127.0.0.1:0".into();
     cfg.http.tls_listen = String::new();
+    // Federation only where a test asks for it (s2s_federation.rs binds its own ports).
+    cfg.s2s.listen = String::new();
     cfg.log.stanzas = std::env::var_os("STARLING_TEST_LOG").is_some();
     cfg
 }
@@ -112,6 +114,7 @@ pub struct TestServer {
     c2s: Option<SocketAddr>,
     direct_tls: Option<SocketAddr>,
     http: Option<SocketAddr>,
+    component: Option<SocketAddr>,
     // Last: removed after the server is gone.
     dir: TempDir,
 }
@@ -133,6 +136,7 @@ impl TestServer {
             c2s: running.c2s,
             direct_tls: running.direct_tls,
             http: running.http,
+            component: running.component,
             running: Some(running),
             dir,
         }
@@ -148,6 +152,11 @@ impl TestServer {
 
     pub fn http(&self) -> SocketAddr {
         self.http.expect("HTTP listener configured")
+    }
+
+    /// The external component listener (XEP-0114), when the test configured services.
+    pub fn component(&self) -> SocketAddr {
+        self.component.expect("component listener configured")
     }
 
     pub fn data_dir(&self) -> PathBuf {
