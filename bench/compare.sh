@@ -58,6 +58,8 @@ listen = "127.0.0.1:35222"
 direct_tls_listen = "127.0.0.1:35223"
 [http]
 listen = "127.0.0.1:35280"
+[s2s]
+listen = ""
 [registration]
 enabled = true
 min_interval_secs = 0
@@ -84,24 +86,37 @@ pid_of() {
   esac
 }
 
+# Each server logs in with the mechanism that is cheapest for it: Starling stores SCRAM keys
+# (the client caches its salted password, as Conversations and Gajim do, so the server does
+# no PBKDF2); the reference configs store plain passwords and pick a fresh salt per SCRAM
+# login, so PLAIN (over TLS) is their cheapest path.
+mechanism_of() { case $1 in starling) echo "${MECH_STARLING:-SCRAM-SHA-256}";; *) echo "${MECH_REF:-PLAIN}";; esac; }
+
 # bench SERVER STEP SCENARIO ARGS...: one scenario, its JSON line tagged and appended.
 bench() {
   local server=$1 step=$2; shift 2
   local line
   log "$server: $step: starling-bench $*"
   line=$("$BENCH" "$@" --server "127.0.0.1:$(port_of "$server")" --domain localhost \
-    --password "$PASSWORD" --source "$SOURCE" --pid "$(pid_of "$server")" --json-only) || true
+    --password "$PASSWORD" --source "$SOURCE" --pid "$(pid_of "$server")" \
+    --mechanism "$(mechanism_of "$server")" --json-only) || true
   if [ -z "$line" ]; then
     line='{"error":"no summary (the run failed)"}'
   fi
-  python3 -c 'import json,sys; d=json.loads(sys.argv[3]); d["server"]=sys.argv[1]; d["step"]=sys.argv[2]; print(json.dumps(d))' \
+  python3 -c 'import json,sys; d=json.loads(sys.argv[3]); d["server_name"]=sys.argv[1]; d["step"]=sys.argv[2]; print(json.dumps(d))' \
     "$server" "$step" "$line" >> "$RESULTS"
 }
 
 for server in $SERVERS; do
   case $server in
     starling) start_starling;;
-    ejabberd|prosody) bash "$REFSERVERS/servers.sh" start "$server";;
+    ejabberd)
+      # The reference config leaves ejabberd's listen backlog at 5, which drops connection
+      # attempts under 100 concurrent logins: the same config with a backlog of 1024.
+      sed 's/^    module: ejabberd_c2s$/    module: ejabberd_c2s\n    backlog: 1024/' \
+        "$REFSERVERS/conf/ejabberd.yml" > "$BENCH_ROOT/ejabberd.yml"
+      EJ_TEMPLATE=$BENCH_ROOT/ejabberd.yml bash "$REFSERVERS/servers.sh" start ejabberd;;
+    prosody) bash "$REFSERVERS/servers.sh" start prosody;;
     *) log "unknown server $server"; exit 2;;
   esac
   sleep 2

@@ -53,7 +53,7 @@ def main():
             if not line:
                 continue
             d = json.loads(line)
-            server, step = d.get("server"), d.get("step")
+            server, step = d.get("server_name"), d.get("step")
             if server not in servers:
                 servers.append(server)
             runs[(server, step)] = d

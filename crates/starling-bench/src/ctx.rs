@@ -219,7 +219,9 @@ pub fn parse_ws_url(url: &str) -> Result<(String, bool), BenchError> {
 impl Ctx {
     pub fn new(common: Common) -> Result<Arc<Ctx>, BenchError> {
         if common.concurrency == 0 {
-            return Err(BenchError::Usage("--concurrency: must be at least 1".into()));
+            return Err(BenchError::Usage(
+                "--concurrency: must be at least 1".into(),
+            ));
         }
         let target = match common.transport {
             Transport::Ws => {
@@ -262,11 +264,17 @@ impl Ctx {
     }
 
     pub fn record_mechanism(&self, m: Mechanism) {
-        *self.mechanism_used.lock().unwrap_or_else(|e| e.into_inner()) = Some(m);
+        *self
+            .mechanism_used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(m);
     }
 
     pub fn mechanism_used(&self) -> Option<Mechanism> {
-        *self.mechanism_used.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .mechanism_used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -180,7 +180,9 @@ mod tests {
     #[test]
     fn ordered_json_and_table() {
         let mut s = Summary::new();
-        s.set("scenario", "connect").set("users", 3u64).set("rate", 1.23456);
+        s.set("scenario", "connect")
+            .set("users", 3u64)
+            .set("rate", 1.23456);
         let mut server = Summary::new();
         server.set("cpu_s", 0.5).set("rss_kb_before", 100u64);
         s.group("server", server);

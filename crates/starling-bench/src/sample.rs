@@ -50,6 +50,20 @@ pub fn parse_status_rss_kb(status: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// VmHWM (peak RSS) in kB from `/proc/PID/status`.
+pub fn parse_status_peak_kb(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_ascii_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// This tool's peak RSS so far, in kB.
+pub fn own_peak_rss_kb() -> Option<u64> {
+    parse_status_peak_kb(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
 /// Reads a process ("self" or a PID); None when it is gone or /proc is unreadable.
 pub fn sample(pid: &str) -> Option<ProcSample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -57,7 +71,8 @@ pub fn sample(pid: &str) -> Option<ProcSample> {
     let ticks = parse_stat_ticks(&stat)?;
     let hz = clock_ticks();
     Some(ProcSample {
-        cpu: Duration::from_secs(ticks / hz) + Duration::from_nanos((ticks % hz) * 1_000_000_000 / hz),
+        cpu: Duration::from_secs(ticks / hz)
+            + Duration::from_nanos((ticks % hz) * 1_000_000_000 / hz),
         rss_kb: parse_status_rss_kb(&status).unwrap_or(0),
     })
 }
@@ -70,7 +85,9 @@ pub fn parse_listen_drops(netstat: &str) -> Option<u64> {
     let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
     let names = lines.next()?;
     let values = lines.next()?;
-    let i = names.split_ascii_whitespace().position(|n| n == "ListenDrops")?;
+    let i = names
+        .split_ascii_whitespace()
+        .position(|n| n == "ListenDrops")?;
     values.split_ascii_whitespace().nth(i)?.parse().ok()
 }
 
@@ -112,6 +129,7 @@ mod tests {
         let status = "Name:\tprosody\nVmPeak:\t  99 kB\nVmRSS:\t   45678 kB\nThreads:\t1\n";
         assert_eq!(parse_status_rss_kb(status), Some(45678));
         assert_eq!(parse_status_rss_kb("Name: x\n"), None);
+        assert_eq!(parse_status_peak_kb("VmHWM:\t  777 kB\n"), Some(777));
     }
 
     #[test]

@@ -108,7 +108,11 @@ mod tests {
         let got: Vec<_> = (0..3).map(|_| s.next()).collect();
         assert_eq!(
             got,
-            [Some(ip("127.0.0.2")), Some(ip("127.0.0.3")), Some(ip("127.0.0.2"))]
+            [
+                Some(ip("127.0.0.2")),
+                Some(ip("127.0.0.3")),
+                Some(ip("127.0.0.2"))
+            ]
         );
         assert_eq!(Sources::default().next(), None);
     }

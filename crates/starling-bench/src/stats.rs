@@ -199,4 +199,3 @@ mod tests {
         assert_eq!(p.max, 123.456);
     }
 }
-

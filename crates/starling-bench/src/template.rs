@@ -9,9 +9,13 @@ pub fn expand(template: &str, user: &str, domain: &str, password: &str) -> Strin
     while let Some(i) = rest.find('{') {
         out.push_str(&rest[..i]);
         let after = &rest[i..];
-        let value = [("{user}", user), ("{domain}", domain), ("{password}", password)]
-            .into_iter()
-            .find(|(k, _)| after.starts_with(k));
+        let value = [
+            ("{user}", user),
+            ("{domain}", domain),
+            ("{password}", password),
+        ]
+        .into_iter()
+        .find(|(k, _)| after.starts_with(k));
         match value {
             Some((k, v)) => {
                 out.push_str(&shell_quote(v));
@@ -55,7 +59,12 @@ mod tests {
             "starling ctl register_identified bench7 localhost pw"
         );
         assert_eq!(
-            expand("prosodyctl register {user} {domain} {password} {x} {", "u", "d", "p"),
+            expand(
+                "prosodyctl register {user} {domain} {password} {x} {",
+                "u",
+                "d",
+                "p"
+            ),
             "prosodyctl register u d p {x} {"
         );
         assert_eq!(

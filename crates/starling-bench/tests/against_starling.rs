@@ -85,7 +85,12 @@ fn base(server: &Server) -> Common {
 async fn run(common: &Common, s: Scenario) -> (Report, Value) {
     let t = std::time::Instant::now();
     let report = starling_bench::run(common.clone(), &s).await.unwrap();
-    eprintln!("{} over {}: {:?}", s.name(), common.transport.name(), t.elapsed());
+    eprintln!(
+        "{} over {}: {:?}",
+        s.name(),
+        common.transport.name(),
+        t.elapsed()
+    );
     let json: Value = serde_json::from_str(&report.summary.to_json()).unwrap();
     assert_eq!(json["scenario"], s.name());
     (report, json)
@@ -134,7 +139,10 @@ async fn register_connect_and_chat_over_every_transport() {
         assert_eq!(json["login_ms"]["count"], USERS, "{json}");
         assert_eq!(json["mechanism"], "SCRAM-SHA-256", "{json}");
         assert!(json["logins_per_sec"].as_f64().unwrap() > 0.0, "{json}");
-        assert!(json["server"]["rss_kb_after"].as_u64().unwrap() > 0, "{json}");
+        assert!(
+            json["server"]["rss_kb_after"].as_u64().unwrap() > 0,
+            "{json}"
+        );
         assert_eq!(json["rss_curve"][0]["sessions"], 25, "{json}");
 
         let (report, json) = run(
@@ -268,10 +276,17 @@ async fn the_binary_prints_one_json_line_and_exits_by_outcome() {
     assert!(out.status.success(), "{out:?}");
     // Second run of `connect`: the SCRAM cache file makes every SaltedPassword a hit.
     for round in 0..2 {
-        let out = cli(&["connect", "--users", "4", "--json-only", "--concurrency", "2"])
-            .output()
-            .await
-            .unwrap();
+        let out = cli(&[
+            "connect",
+            "--users",
+            "4",
+            "--json-only",
+            "--concurrency",
+            "2",
+        ])
+        .output()
+        .await
+        .unwrap();
         assert!(out.status.success(), "{out:?}");
         let stdout = String::from_utf8(out.stdout).unwrap();
         assert_eq!(stdout.lines().count(), 1, "{stdout}");

@@ -44,7 +44,11 @@ pub async fn open_stream(conn: &mut Conn, domain: &str) -> Result<Element, ConnE
     match conn.next_event().await? {
         Event::Open(_) => {}
         Event::Stanza(e) if e.is("error", ns::STREAM) => return Err(super::stream_error(&e)),
-        _ => return Err(ConnError::Protocol("no stream header from the server".into())),
+        _ => {
+            return Err(ConnError::Protocol(
+                "no stream header from the server".into(),
+            ))
+        }
     }
     let features = conn.next_stanza().await?;
     if !features.is("features", ns::STREAM) {
@@ -88,8 +92,11 @@ pub async fn connect(ctx: &Ctx) -> Result<(Conn, Element), ConnError> {
                     answer.name()
                 )));
             }
-            conn.starttls(&TlsConnector::from(ctx.tls.clone()), ctx.server_name.clone())
-                .await?;
+            conn.starttls(
+                &TlsConnector::from(ctx.tls.clone()),
+                ctx.server_name.clone(),
+            )
+            .await?;
             let features = open_stream(&mut conn, domain).await?;
             Ok((conn, features))
         }

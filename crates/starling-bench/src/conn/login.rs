@@ -23,7 +23,11 @@ use crate::ctx::Ctx;
 use crate::error::ConnError;
 
 /// Mechanisms we pick from when `--mechanism` is not given, best first.
-const PREFERENCE: [Mechanism; 3] = [Mechanism::ScramSha256, Mechanism::ScramSha1, Mechanism::Plain];
+const PREFERENCE: [Mechanism; 3] = [
+    Mechanism::ScramSha256,
+    Mechanism::ScramSha1,
+    Mechanism::Plain,
+];
 
 /// What to do after binding.
 #[derive(Clone, Copy, Debug)]
@@ -132,11 +136,7 @@ pub fn roster_items(iq: &Element) -> Vec<RosterItem> {
 
 /// Reads until the IQ answer with this id: its result, or its error as [`ConnError::Iq`].
 /// Server requests meanwhile (pings, roster pushes) are answered; anything else is dropped.
-pub async fn wait_iq(
-    conn: &mut Conn,
-    id: &str,
-    step: &'static str,
-) -> Result<Element, ConnError> {
+pub async fn wait_iq(conn: &mut Conn, id: &str, step: &'static str) -> Result<Element, ConnError> {
     loop {
         let e = conn.next_stanza().await?;
         if e.name() == "iq" && e.attr("id") == Some(id) {
@@ -210,7 +210,8 @@ fn payload(e: &Element) -> Result<Vec<u8>, ConnError> {
 async fn salted(ctx: &Ctx, params: SaltParams) -> Result<Vec<u8>, ConnError> {
     let key = CacheKey::new(&params, &ctx.common.password);
     if let Some(v) = ctx.scram.get(&key) {
-        ctx.scram_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ctx.scram_hits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Ok(v);
     }
     ctx.scram_misses

@@ -86,7 +86,10 @@ pub fn error_condition(stanza: &Element) -> String {
     stanza
         .children()
         .find(|c| c.name() == "error")
-        .and_then(|e| e.children().find(|c| c.ns() == NS_STANZAS && c.name() != "text"))
+        .and_then(|e| {
+            e.children()
+                .find(|c| c.ns() == NS_STANZAS && c.name() != "text")
+        })
         .map(|c| c.name().to_owned())
         .unwrap_or_else(|| "unknown".into())
 }

@@ -225,9 +225,7 @@ async fn pair_task(
                     else {
                         continue;
                     };
-                    shared
-                        .latency
-                        .record_us(now_ns().saturating_sub(ts) / 1000);
+                    shared.latency.record_us(now_ns().saturating_sub(ts) / 1000);
                     st.delivered[d] += 1;
                     ctx.progress.received.fetch_add(1, Relaxed);
                     if seq != expected[d] {
@@ -299,8 +297,7 @@ pub(crate) async fn run_pairs(
         run: run.clone(),
     });
     let (phase_tx, phase_rx) = watch::channel(RUNNING);
-    let ctls: Arc<Vec<Arc<PairCtl>>> =
-        Arc::new((0..pairs.len()).map(|_| Arc::default()).collect());
+    let ctls: Arc<Vec<Arc<PairCtl>>> = Arc::new((0..pairs.len()).map(|_| Arc::default()).collect());
     let mut set = JoinSet::new();
     for (i, (a, b)) in pairs.into_iter().enumerate() {
         set.spawn(pair_task(
@@ -407,11 +404,22 @@ pub async fn run(ctx: &Arc<Ctx>, opts: &ChatOpts) -> Result<Report, BenchError> 
         pad: pad(opts.body_size),
     };
     let (intact, t, latency, m) = if pairs.is_empty() {
-        (Vec::new(), Totals::default(), Histogram::new(), Measured::default())
+        (
+            Vec::new(),
+            Totals::default(),
+            Histogram::new(),
+            Measured::default(),
+        )
     } else {
         run_pairs(ctx, pairs, run, "chat").await
     };
-    close_all(intact.into_iter().flat_map(|(a, b)| [a.conn, b.conn]).collect()).await;
+    close_all(
+        intact
+            .into_iter()
+            .flat_map(|(a, b)| [a.conn, b.conn])
+            .collect(),
+    )
+    .await;
 
     let lost = t.sent.saturating_sub(t.delivered);
     let mut report = Report::default();

@@ -96,7 +96,8 @@ pub async fn run(ctx: &Arc<Ctx>, opts: &ConnectOpts) -> Result<Report, BenchErro
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        let (ctx2, latency, live, stop) = (ctx.clone(), latency.clone(), live.clone(), stop_rx.clone());
+        let (ctx2, latency, live, stop) =
+            (ctx.clone(), latency.clone(), live.clone(), stop_rx.clone());
         holders.spawn(async move {
             let ctx = ctx2;
             let r = login(&ctx, ctx.common.first + i, LoginOpts::default()).await;
@@ -172,7 +173,10 @@ pub async fn run(ctx: &Arc<Ctx>, opts: &ConnectOpts) -> Result<Report, BenchErro
     let mut server = server_group(ctx, &login_phase);
     if let Some(g) = server.as_mut() {
         if let (Some(cpu), true) = (login_phase.server_cpu, logins > 0) {
-            g.set("cpu_ms_per_login", cpu.as_secs_f64() * 1000.0 / logins as f64);
+            g.set(
+                "cpu_ms_per_login",
+                cpu.as_secs_f64() * 1000.0 / logins as f64,
+            );
         }
         if let Some(after) = rss_after {
             g.set("rss_kb_after", after);
@@ -207,7 +211,9 @@ pub async fn run(ctx: &Arc<Ctx>, opts: &ConnectOpts) -> Result<Report, BenchErro
     }
     // Login-phase CPU and time: the hold is not part of what is measured.
     summary_tail(ctx, &mut report, &login_phase, server);
-    report.summary.set("elapsed_s", login_phase.elapsed.as_secs_f64());
+    report
+        .summary
+        .set("elapsed_s", login_phase.elapsed.as_secs_f64());
     Ok(report)
 }
 

@@ -73,8 +73,7 @@ async fn query_page(
     loop {
         let e = conn.next_stanza().await?;
         if e.name() == "message" {
-            if e
-                .get_child("result", NS_MAM)
+            if e.get_child("result", NS_MAM)
                 .is_some_and(|r| r.attr("queryid") == Some(qid))
             {
                 got += 1;
@@ -253,7 +252,10 @@ pub async fn run(ctx: &Arc<Ctx>, opts: &MamOpts) -> Result<Report, BenchError> {
     let s = &mut report.summary;
     *s = summary_head(ctx, "mam", opts.users);
     s.set("logins", logins.ok);
-    s.set("messages_per_archive", if opts.fill { per_direction * 2 } else { 0 });
+    s.set(
+        "messages_per_archive",
+        if opts.fill { per_direction * 2 } else { 0 },
+    );
     s.set("archive_messages_sent", archived_sent);
     s.set("archive_messages_lost", fill_lost);
     s.set("page", opts.page);
@@ -266,7 +268,10 @@ pub async fn run(ctx: &Arc<Ctx>, opts: &MamOpts) -> Result<Report, BenchError> {
     s.set("messages_missing", missing);
     let mut server = server_group(ctx, &m);
     if let (Some(g), Some(cpu), true) = (server.as_mut(), m.server_cpu, queries > 0) {
-        g.set("cpu_ms_per_query", cpu.as_secs_f64() * 1000.0 / queries as f64);
+        g.set(
+            "cpu_ms_per_query",
+            cpu.as_secs_f64() * 1000.0 / queries as f64,
+        );
     }
     if let Some(e) = probe {
         report.problems.push(e.reason());
@@ -277,9 +282,9 @@ pub async fn run(ctx: &Arc<Ctx>, opts: &MamOpts) -> Result<Report, BenchError> {
             .push(format!("{fill_lost} messages lost while filling archives"));
     }
     if missing > 0 {
-        report
-            .problems
-            .push(format!("{missing} archived messages missing from the query results"));
+        report.problems.push(format!(
+            "{missing} archived messages missing from the query results"
+        ));
     }
     summary_tail(ctx, &mut report, &m, server);
     Ok(report)

@@ -159,6 +159,9 @@ pub fn summary_tail(ctx: &Ctx, report: &mut Report, m: &Measured, server: Option
         "client_cpu_pct",
         100.0 * m.client_cpu.as_secs_f64() / m.elapsed.as_secs_f64().max(1e-9),
     );
+    if let Some(kb) = sample::own_peak_rss_kb() {
+        s.set("client_rss_kb_peak", kb);
+    }
     if let Some(d) = m.listen_drops {
         s.set("tcp_listen_drops", d);
     }

@@ -213,7 +213,8 @@ async fn occupant(
             shared.expected.fetch_add(n * in_room, Relaxed);
             shared.sent.fetch_add(n, Relaxed);
             if n > 0 && conn.flush().await.is_err() {
-                ctx.failures.record("MUC occupant lost while sending".into());
+                ctx.failures
+                    .record("MUC occupant lost while sending".into());
                 return (sent, None);
             }
         }
@@ -226,7 +227,8 @@ async fn occupant(
                 shared.sent.fetch_add(1, Relaxed);
             }
             if conn.flush().await.is_err() {
-                ctx.failures.record("MUC occupant lost while sending".into());
+                ctx.failures
+                    .record("MUC occupant lost while sending".into());
                 return (sent, None);
             }
         }
@@ -290,7 +292,15 @@ pub async fn run(ctx: &Arc<Ctx>, opts: &MucOpts) -> Result<Report, BenchError> {
     };
     if let Err(e) = probe {
         ctx.failures.conn(&e);
-        close_all(logins.sessions.into_iter().flatten().map(|s| s.conn).collect()).await;
+        close_all(
+            logins
+                .sessions
+                .into_iter()
+                .flatten()
+                .map(|s| s.conn)
+                .collect(),
+        )
+        .await;
         let mut report = Report {
             summary: summary_head(ctx, "muc", total_users),
             ..Report::default()
@@ -354,9 +364,12 @@ pub async fn run(ctx: &Arc<Ctx>, opts: &MucOpts) -> Result<Report, BenchError> {
                     set.spawn(async move {
                         let nick = ctx.common.username(s.index);
                         let _p = permits.acquire().await;
-                        let r = tokio::time::timeout(ctx.common.timeout, join(&mut s.conn, &room, &nick))
-                            .await
-                            .unwrap_or(Err(ConnError::Timeout("MUC join")));
+                        let r = tokio::time::timeout(
+                            ctx.common.timeout,
+                            join(&mut s.conn, &room, &nick),
+                        )
+                        .await
+                        .unwrap_or(Err(ConnError::Timeout("MUC join")));
                         match r {
                             Ok(_) => {
                                 ctx.progress.ok.fetch_add(1, Relaxed);

@@ -49,7 +49,10 @@ pub fn contacts_of(i: u64, n: u64, k: u64) -> Vec<u64> {
 /// Checks that a K-regular contact graph of N users exists in our construction.
 pub fn check_graph(n: u64, k: u64) -> Result<(), String> {
     if k == 0 || k >= n {
-        return Err(format!("--contacts: must be between 1 and --users − 1 ({})", n.saturating_sub(1)));
+        return Err(format!(
+            "--contacts: must be between 1 and --users − 1 ({})",
+            n.saturating_sub(1)
+        ));
     }
     if !k.is_multiple_of(2) && !n.is_multiple_of(2) {
         return Err("--contacts: an odd number of contacts needs an even --users".into());
@@ -334,7 +337,10 @@ pub async fn run(ctx: &Arc<Ctx>, opts: &PresenceOpts) -> Result<Report, BenchErr
     );
     let mut server = server_group(ctx, &m);
     if let (Some(g), Some(cpu), true) = (server.as_mut(), m.server_cpu, relogins > 0) {
-        g.set("cpu_ms_per_relogin", cpu.as_secs_f64() * 1000.0 / relogins as f64);
+        g.set(
+            "cpu_ms_per_relogin",
+            cpu.as_secs_f64() * 1000.0 / relogins as f64,
+        );
     }
     if unmet > 0 {
         report.problems.push(format!(

@@ -83,7 +83,11 @@ async fn via_cli(ctx: &Ctx, template: &str, index: u64) -> Result<Outcome, ConnE
     {
         return Ok(Outcome::Existed);
     }
-    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
     Err(ConnError::Protocol(format!(
         "command failed ({}): {first}",
         out.status
@@ -158,7 +162,10 @@ pub async fn run(ctx: &Arc<Ctx>, opts: &RegisterOpts) -> Result<Report, BenchErr
     );
     s.set("registered", registered);
     s.set("already_registered", existed);
-    s.set("registrations_per_sec", per_sec(registered + existed, m.elapsed));
+    s.set(
+        "registrations_per_sec",
+        per_sec(registered + existed, m.elapsed),
+    );
     s.percentiles("register_ms", &latency.percentiles());
     let mut server = server_group(ctx, &m);
     if let (Some(g), Some(cpu)) = (server.as_mut(), m.server_cpu) {
