@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Starling's one test command, for developers and CI alike:
 #
-#   ./test.sh            setup, fmt, clippy, test, build, interop (in that order)
+#   ./test.sh            setup, fmt, clippy, test, build, bench, interop (in that order)
 #   ./test.sh STEP...    only those steps, e.g. `./test.sh build interop`
 #
 #   setup    install what the tests need, skipping what is there (.ci/setup.sh)
 #   fmt      cargo fmt --all --check
 #   clippy   cargo clippy --workspace --all-targets -- -D warnings
 #   test     cargo test --workspace
-#   build    cargo build -p starling --bin starling
-#   interop  real clients (slixmpp, xmpp.js) against the built binary (interop/run.sh)
+#   build    cargo build -p starling -p starling-bench (the server and the load tool)
+#   bench    a short smoke of the load tool against the built server (bench/smoke.sh; no timings)
+#   interop  real clients (slixmpp, xmpp.js, Profanity, sendxmpp) and federation with ejabberd
+#            and Prosody, against the built binary (interop/run.sh)
 #
 # Every step runs even when an earlier one failed, so one run shows every problem; interop
 # needs the binary, so it does not run when `build` failed. Exits non-zero if any step failed.
@@ -19,7 +21,7 @@ set -uo pipefail
 cd "$(dirname "$0")"
 export DEBIAN_FRONTEND=noninteractive
 
-all=(setup fmt clippy test build interop)
+all=(setup fmt clippy test build bench interop)
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=("${all[@]}")
 for s in "${steps[@]}"; do
@@ -63,7 +65,14 @@ for step in "${steps[@]}"; do
     fmt) run fmt cargo fmt --all --check ;;
     clippy) run clippy cargo clippy --workspace --all-targets -- -D warnings ;;
     test) run test cargo test --workspace ;;
-    build) run build cargo build -p starling --bin starling || build_failed=1 ;;
+    build) run build cargo build -p starling -p starling-bench || build_failed=1 ;;
+    bench)
+      if [ $build_failed = 1 ]; then
+        results+=("FAIL  bench (not run: the build failed)")
+        failed=1
+      else
+        run bench bash bench/smoke.sh
+      fi ;;
     interop)
       if [ $build_failed = 1 ] && [ -z "${STARLING_BIN:-}" ] && [ "${INTEROP_TARGET:-starling}" = starling ]; then
         results+=("FAIL  interop (not run: the build failed)")

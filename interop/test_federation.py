@@ -27,7 +27,7 @@ import secrets
 import pytest
 
 from harness.fed import (EJABBERD, PROSODY, STARLING, FedServers, Server, StarlingFed,
-                         in_ci, missing_prerequisites)
+                         in_ci, missing_prerequisites, prosody_bidi)
 from harness.slix import ScenarioFailure, SlixUser, is_available_from, is_presence
 from harness.targets import TargetError, tail
 
@@ -172,6 +172,10 @@ def check_s2s_connections(fed: Fed, peer: Server) -> None:
     wrong = [line for line in lines if not AUTH_METHOD[fed.mode].search(line)]
     assert not wrong, (f"{peer.domain} streams not authenticated by "
                        f"{AUTH_METHOD[fed.mode].pattern} in {fed.mode} mode:\n{out}")
+    if peer is PROSODY and prosody_bidi():
+        # Prosody with mod_s2s_bidi: one stream carries both directions (XEP-0288).
+        assert any(re.search(r"\bbidi\b", line) for line in lines), \
+            f"FED_PROSODY_BIDI: no bidi stream with {peer.domain}:\n{out}"
 
 
 @pytest.mark.parametrize("first", ["home", "peer"])

@@ -51,6 +51,12 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("true", "1", "yes")
 
 
+def prosody_bidi() -> bool:
+    """FED_PROSODY_BIDI=1: Prosody runs with mod_s2s_bidi (XEP-0288), so it offers and
+    requests bidirectional streams."""
+    return os.environ.get("FED_PROSODY_BIDI", "").lower() in ("1", "true", "yes")
+
+
 def fedservers_script() -> Path | None:
     repo_root = Path(__file__).resolve().parents[2]
     for c in (os.environ.get("REFSERVERS_DIR"), repo_root.parent / "shared" / "refservers",
@@ -96,6 +102,41 @@ class FedServers:
         if r.returncode != 0:
             raise TargetError(f"fedservers.sh restart {mode} failed ({r.returncode}):\n"
                               f"{r.stdout}{r.stderr}")
+        if prosody_bidi():
+            self._prosody_with_module("s2s_bidi")
+
+    def _prosody_with_module(self, module: str) -> None:
+        """Restarts the Prosody fedservers.sh started, with one more module enabled (its
+        generated config edited; fedservers.sh's own files are left alone). Only the PID
+        Prosody recorded is signalled; the new one records its own, so `stop` still works."""
+        pr = FED_ROOT / "prosody"
+        cfg = pr / "prosody.cfg.lua"
+        text = cfg.read_text()
+        if f'"{module}";' not in text:
+            text = text.replace("modules_enabled = {", f'modules_enabled = {{ "{module}";', 1)
+            cfg.write_text(text)
+        pid_file = pr / "prosody.pid"
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError) as e:
+            raise TargetError(f"no Prosody PID in {pid_file}: {e}") from e
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.1)
+        with open(pr / "console.log", "ab") as console:
+            launcher = subprocess.Popen(
+                ["setsid", "runuser", "-u", "prosody", "--", "/usr/bin/prosody", "--config",
+                 str(cfg)], stdin=subprocess.DEVNULL, stdout=console, stderr=console)
+        (pr / "launcher.pid").write_text(f"{launcher.pid}\n")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if port_open(*PROSODY.c2s) and port_open(*PROSODY.s2s):
+                time.sleep(0.5)
+                return
+            time.sleep(0.25)
+        raise TargetError(f"Prosody with {module} did not open its ports:\n"
+                          f"{tail(pr / 'prosody.log', 20)}")
 
     def stop(self) -> None:
         if self.started:

@@ -14,7 +14,7 @@ use std::time::Duration;
 use starling_core::c2s::wirelog::WireLog;
 use starling_core::hooks::StanzaEvent;
 use starling_core::transport::{Transport, TransportError};
-use starling_core::{DomainClaim, DomainRoute, Server};
+use starling_core::{DomainClaim, DomainRoute, RouteConnection, Server};
 use starling_proto::{
     error_reply, new_stream_id, Jid, StanzaError, StanzaErrorCondition, StreamError,
     StreamErrorCondition, StreamHeader,
@@ -103,6 +103,8 @@ struct ComponentRoute {
     tx: mpsc::Sender<Element>,
     /// Set when the component must be disconnected (its queue overflowed).
     kill: watch::Sender<Option<StreamError>>,
+    /// The component's address and when it authenticated (`starling ctl components`).
+    connection: RouteConnection,
 }
 
 impl DomainRoute for ComponentRoute {
@@ -118,6 +120,10 @@ impl DomainRoute for ComponentRoute {
             }
             Err(mpsc::error::TrySendError::Closed(stanza)) => Err(stanza),
         }
+    }
+
+    fn connection(&self) -> Option<RouteConnection> {
+        Some(self.connection.clone())
     }
 }
 
@@ -284,7 +290,18 @@ impl<T: Transport> Component<T> {
         }
         let (tx, rx) = mpsc::channel(queue);
         let (kill_tx, kill) = watch::channel(None);
-        let route = Arc::new(ComponentRoute { tx, kill: kill_tx });
+        let peer = self
+            .t
+            .peer_addr()
+            .map_or_else(|| "?".to_owned(), |p| p.to_string());
+        let route = Arc::new(ComponentRoute {
+            tx,
+            kill: kill_tx,
+            connection: RouteConnection {
+                peer,
+                since: std::time::Instant::now(),
+            },
+        });
         let claim = match self.server.domain_routes.claim(&domain, route) {
             Ok(c) => c,
             Err(_) => {

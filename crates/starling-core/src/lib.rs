@@ -21,6 +21,6 @@ pub use hooks::{
     StanzaEvent, StanzaHook,
 };
 pub use registry::{SessionInfo, SessionRegistry};
-pub use routes::{DomainClaim, DomainLookup, DomainRoute, DomainRoutes};
+pub use routes::{DomainClaim, DomainLookup, DomainRoute, DomainRoutes, RouteConnection};
 pub use server::Server;
 pub use transport::{Transport, TransportError};

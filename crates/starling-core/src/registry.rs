@@ -1,7 +1,7 @@
 //! The session registry: which resources of which account are connected to this node, and the
 //! per-session state the router needs (RFC 6121 §8.5: availability and priority).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use parking_lot::{Mutex, RwLock};
 use starling_proto::{Jid, StreamError};
 use starling_xml::Element;
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// What a session task receives from the rest of the server: a stanza and its size as
 /// counted against the queue's byte budget.
@@ -24,6 +24,42 @@ struct Queued {
 
 /// Bulk deliveries hold at most this many queue slots (and at most half the queue).
 const MAX_BULK_IN_QUEUE: usize = 64;
+
+/// A session's queue: a bounded FIFO (in stanzas and bytes) with one consumer, the session
+/// task. It allocates only while it holds stanzas and gives the memory back when drained: an
+/// idle session costs none (a tokio mpsc channel allocates its shared state and a block of 32
+/// slots up front and keeps them, about 4 KB per session at the size of `Queued`).
+#[derive(Debug)]
+struct Queue {
+    state: Mutex<QueueState>,
+    /// Wakes the session task, the only waiter.
+    ready: Notify,
+    capacity: usize,
+    /// Bytes queued and not yet taken by the session task.
+    queued_bytes: AtomicUsize,
+}
+
+impl Queue {
+    /// Takes the first stanza, freeing its share of the byte budget (and its bulk permit).
+    fn pop(&self) -> Option<Element> {
+        let mut state = self.state.lock();
+        let item = state.items.pop_front()?;
+        if state.items.is_empty() {
+            // Drained: give the memory back (idle sessions must be cheap).
+            state.items = VecDeque::new();
+        }
+        drop(state);
+        self.queued_bytes.fetch_sub(item.size, Ordering::AcqRel);
+        Some(item.stanza)
+    }
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    items: VecDeque<Queued>,
+    /// The receiver closed: nothing more is accepted.
+    closed: bool,
+}
 
 /// Presence-related state of one session (RFC 6121 §4).
 #[derive(Debug, Default, Clone)]
@@ -48,11 +84,10 @@ pub struct SessionInfo {
     pub peer: Option<SocketAddr>,
     pub secure: bool,
     pub started: SystemTime,
-    tx: mpsc::Sender<Queued>,
+    queue: Arc<Queue>,
     /// Bulk deliveries hold a bounded share of the queue, so live traffic always has room.
     bulk: Arc<Semaphore>,
-    /// Bytes queued and not yet taken by the session task, and the most allowed.
-    queued_bytes: Arc<AtomicUsize>,
+    /// The most bytes the queue holds (one stanza always fits).
     max_queued_bytes: usize,
     kill: Notify,
     kill_reason: Mutex<Option<StreamError>>,
@@ -105,7 +140,7 @@ impl SessionInfo {
             return Err(DeliveryError::Gone(stanza));
         };
         let size = stanza.size_hint();
-        self.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        self.queue.queued_bytes.fetch_add(size, Ordering::AcqRel);
         self.queue(
             Queued {
                 stanza,
@@ -119,9 +154,9 @@ impl SessionInfo {
     /// Counts `size` against the byte budget; false (nothing counted) when it would go over.
     /// One stanza always fits in an empty queue, whatever its size.
     fn reserve_bytes(&self, size: usize) -> bool {
-        let before = self.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        let before = self.queue.queued_bytes.fetch_add(size, Ordering::AcqRel);
         if before > 0 && before + size > self.max_queued_bytes {
-            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            self.queue.queued_bytes.fetch_sub(size, Ordering::AcqRel);
             return false;
         }
         true
@@ -136,17 +171,29 @@ impl SessionInfo {
     }
 
     fn queue(&self, item: Queued, size: usize) -> Result<(), DeliveryError> {
-        match self.tx.try_send(item) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-                match e {
-                    mpsc::error::TrySendError::Full(item) => {
-                        Err(DeliveryError::Overloaded(self.overloaded(item.stanza)))
-                    }
-                    mpsc::error::TrySendError::Closed(item) => {
-                        Err(DeliveryError::Gone(item.stanza))
-                    }
+        let q = &self.queue;
+        let mut state = q.state.lock();
+        let refused = if state.closed {
+            Some(false)
+        } else if state.items.len() >= q.capacity {
+            Some(true)
+        } else {
+            None
+        };
+        match refused {
+            None => {
+                state.items.push_back(item);
+                drop(state);
+                q.ready.notify_one();
+                Ok(())
+            }
+            Some(full) => {
+                drop(state);
+                q.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                if full {
+                    Err(DeliveryError::Overloaded(self.overloaded(item.stanza)))
+                } else {
+                    Err(DeliveryError::Gone(item.stanza))
                 }
             }
         }
@@ -184,31 +231,54 @@ impl SessionInfo {
 /// The receiving half kept by the session task; taking a stanza frees its share of the
 /// queue's budget.
 pub struct SessionReceiver {
-    rx: mpsc::Receiver<Queued>,
-    queued_bytes: Arc<AtomicUsize>,
+    queue: Arc<Queue>,
 }
 
 impl SessionReceiver {
-    fn take(&self, item: Queued) -> Element {
-        self.queued_bytes.fetch_sub(item.size, Ordering::AcqRel);
-        item.stanza
-    }
-
-    /// The next stanza; `None` when every sender is gone.
+    /// The next stanza; `None` once the queue is closed and empty. Cancel-safe: a stanza
+    /// stays queued until a call returns it.
     pub async fn recv(&mut self) -> Option<Element> {
-        let item = self.rx.recv().await?;
-        Some(self.take(item))
+        let q = &*self.queue;
+        loop {
+            // Created before looking, so a stanza queued in between still wakes us (a
+            // notification with no waiter is kept for the next one).
+            let ready = q.ready.notified();
+            if let Some(el) = q.pop() {
+                return Some(el);
+            }
+            if q.state.lock().closed {
+                return None;
+            }
+            ready.await;
+        }
     }
 
     /// A stanza if one is queued now.
     pub fn try_recv(&mut self) -> Option<Element> {
-        let item = self.rx.try_recv().ok()?;
-        Some(self.take(item))
+        self.queue.pop()
     }
 
     /// Refuses further stanzas; those already queued can still be taken.
     pub fn close(&mut self) {
-        self.rx.close();
+        self.queue.state.lock().closed = true;
+    }
+
+    /// Whether the queue holds its memory (for tests: a drained queue holds none).
+    #[cfg(test)]
+    fn holds_memory(&self) -> bool {
+        self.queue.state.lock().items.capacity() > 0
+    }
+}
+
+impl Drop for SessionReceiver {
+    /// Like a dropped channel receiver: later sends fail, queued stanzas are dropped.
+    fn drop(&mut self) {
+        let items = {
+            let mut state = self.queue.state.lock();
+            state.closed = true;
+            std::mem::take(&mut state.items)
+        };
+        drop(items);
     }
 }
 
@@ -237,8 +307,12 @@ impl SessionRegistry {
         new: NewSession,
     ) -> (Arc<SessionInfo>, SessionReceiver, Option<Arc<SessionInfo>>) {
         let capacity = new.queue.max(16);
-        let (tx, rx) = mpsc::channel(capacity);
-        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState::default()),
+            ready: Notify::new(),
+            capacity,
+            queued_bytes: AtomicUsize::new(0),
+        });
         let info = Arc::new(SessionInfo {
             id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
             jid: new.jid,
@@ -246,9 +320,8 @@ impl SessionRegistry {
             peer: new.peer,
             secure: new.secure,
             started: SystemTime::now(),
-            tx,
+            queue: queue.clone(),
             bulk: Arc::new(Semaphore::new((capacity / 2).min(MAX_BULK_IN_QUEUE))),
-            queued_bytes: queued_bytes.clone(),
             max_queued_bytes: new.queue_bytes,
             kill: Notify::new(),
             kill_reason: Mutex::new(None),
@@ -261,7 +334,7 @@ impl SessionRegistry {
             .position(|s| s.jid == info.jid)
             .map(|i| list.remove(i));
         list.push(info.clone());
-        (info, SessionReceiver { rx, queued_bytes }, replaced)
+        (info, SessionReceiver { queue }, replaced)
     }
 
     /// Removes a session (only that exact session: a replacement bound to the same JID stays).
@@ -404,6 +477,48 @@ mod tests {
         assert!(matches!(err, DeliveryError::Overloaded(_)));
         // Taking the stanza frees its bytes.
         assert!(rx.recv().await.is_some());
-        assert_eq!(s.queued_bytes.load(Ordering::Acquire), 0);
+        assert_eq!(s.queue.queued_bytes.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn queue_holds_no_memory_when_drained_and_refuses_after_close() {
+        let reg = SessionRegistry::default();
+        let (s, mut rx, _) = reg.bind(new("u@h/a"));
+        assert!(!rx.holds_memory(), "a new session's queue allocates nothing");
+        // A waiting receiver is woken by a send.
+        let sender = s.clone();
+        let waiter = tokio::spawn(async move {
+            let first = rx.recv().await;
+            (rx, first)
+        });
+        tokio::task::yield_now().await;
+        sender
+            .send(Element::new("message", "jabber:client"))
+            .expect("queued");
+        let (mut rx, first) = waiter.await.expect("receiver task");
+        assert!(first.is_some());
+        for _ in 0..3 {
+            s.send(Element::new("message", "jabber:client"))
+                .expect("queued");
+        }
+        assert!(rx.holds_memory());
+        while rx.try_recv().is_some() {}
+        assert!(!rx.holds_memory(), "a drained queue gives its memory back");
+        assert_eq!(s.queue.queued_bytes.load(Ordering::Acquire), 0);
+        // Closed: queued stanzas can still be taken, new ones are refused, then the end.
+        s.send(Element::new("message", "jabber:client"))
+            .expect("queued");
+        rx.close();
+        let err = s
+            .send(Element::new("message", "jabber:client"))
+            .expect_err("closed");
+        assert!(matches!(err, DeliveryError::Gone(_)));
+        assert!(rx.recv().await.is_some());
+        assert!(rx.recv().await.is_none());
+        drop(rx);
+        assert!(matches!(
+            s.send(Element::new("message", "jabber:client")),
+            Err(DeliveryError::Gone(_))
+        ));
     }
 }

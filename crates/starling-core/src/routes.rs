@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::RwLock;
 use starling_xml::Element;
@@ -17,6 +18,19 @@ pub trait DomainRoute: Send + Sync + 'static {
     /// the stanza when it cannot be taken (the connection is gone or reads too slowly), for
     /// the router to bounce.
     fn deliver(&self, stanza: Element) -> Result<(), Element>;
+
+    /// Who holds the route, for the operator (`starling ctl components`); `None` when the
+    /// route does not say.
+    fn connection(&self) -> Option<RouteConnection> {
+        None
+    }
+}
+
+/// The connection behind a route: the peer's address and when the route was claimed.
+#[derive(Clone, Debug)]
+pub struct RouteConnection {
+    pub peer: String,
+    pub since: Instant,
 }
 
 /// What the router finds for a domain.

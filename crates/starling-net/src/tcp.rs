@@ -3,16 +3,21 @@
 //! bindings of the TLS layer (RFC 5929 §4 `tls-server-end-point`, RFC 9266 `tls-exporter`).
 //! Accepted streams are the TLS server; streams we open to other servers (s2s) the TLS client.
 
+use std::cell::RefCell;
+use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use rustls::ProtocolVersion;
 use rustls_pki_types::{CertificateDer, ServerName};
 use starling_core::transport::{Transport, TransportError};
+use starling_proto::dialback::NS_DIALBACK;
 use starling_proto::sasl::ChannelBindings;
 use starling_xml::{escape_attr, ns, Element, Limits, StreamEvent, StreamParser};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::server::TlsStream;
@@ -20,10 +25,17 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::tls::TlsSetup;
 
-/// Bytes read from the socket at a time.
-const READ_CHUNK: usize = 8 * 1024;
-/// A write buffer that grew past this (a large stanza) is released after it is flushed.
-const KEEP_WRITE_CAPACITY: usize = 16 * 1024;
+/// Bytes read from the socket at a time, into the worker thread's scratch buffer.
+const READ_CHUNK: usize = 16 * 1024;
+/// What the write buffer starts with when a stanza is queued (it grows for larger ones).
+const WRITE_INITIAL_CAPACITY: usize = 1024;
+
+thread_local! {
+    /// One read buffer per runtime thread, borrowed only within one poll: an idle connection
+    /// holds no read buffer of its own (the bytes go straight to its parser, which keeps only
+    /// what it has not parsed yet).
+    static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
+}
 
 /// How a TCP transport is set up.
 #[derive(Clone, Debug)]
@@ -70,7 +82,7 @@ pub struct TcpTransport {
     client: Option<ClientTls>,
     opts: TcpOptions,
     parser: StreamParser,
-    read_buf: Vec<u8>,
+    /// Queued output; released after each flush, so an idle connection holds none.
     write_buf: String,
     /// Bytes of `write_buf` already written (keeps `flush` cancel-safe).
     written: usize,
@@ -95,7 +107,6 @@ impl TcpTransport {
             tls,
             client: None,
             opts,
-            read_buf: Vec::new(),
             write_buf: String::new(),
             written: 0,
             direct: false,
@@ -212,17 +223,39 @@ impl TcpTransport {
         }
     }
 
-    async fn read_some(&mut self) -> Result<usize, TransportError> {
-        if self.read_buf.len() < READ_CHUNK {
-            self.read_buf.resize(READ_CHUNK, 0);
+    /// Reads what the socket has into the parser; Ok(0) at the end of the stream.
+    /// Cancel-safe: bytes reach the parser in the same poll that read them.
+    async fn read_into_parser(&mut self) -> Result<usize, TransportError> {
+        let stream = &mut self.stream;
+        let parser = &mut self.parser;
+        poll_fn(|cx| {
+            READ_SCRATCH.with_borrow_mut(|buf| {
+                let mut rb = ReadBuf::new(&mut buf[..]);
+                let polled = match stream {
+                    Stream::Plain(s) => Pin::new(s).poll_read(cx, &mut rb),
+                    Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, &mut rb),
+                    Stream::Client(s) => Pin::new(&mut **s).poll_read(cx, &mut rb),
+                    Stream::Gone => return Poll::Ready(Err(not_connected())),
+                };
+                match polled {
+                    Poll::Ready(Ok(())) => {
+                        parser.feed(rb.filled());
+                        Poll::Ready(Ok(rb.filled().len()))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+        })
+        .await
+    }
+
+    /// The write buffer, allocated on first use after a flush released it.
+    fn out(&mut self) -> &mut String {
+        if self.write_buf.capacity() == 0 {
+            self.write_buf.reserve(WRITE_INITIAL_CAPACITY);
         }
-        let n = match &mut self.stream {
-            Stream::Plain(s) => s.read(&mut self.read_buf).await?,
-            Stream::Tls(s) => s.read(&mut self.read_buf).await?,
-            Stream::Client(s) => s.read(&mut self.read_buf).await?,
-            Stream::Gone => return Err(not_connected()),
-        };
-        Ok(n)
+        &mut self.write_buf
     }
 }
 
@@ -233,14 +266,44 @@ fn not_connected() -> TransportError {
     ))
 }
 
-/// Writes `<?xml version='1.0'?><stream:stream xmlns=… xmlns:stream=… attrs>`.
+/// The namespace prefixes declared on our stream header besides `stream`, and used for
+/// top-level elements in those namespaces, by content namespace.
+///
+/// COMPAT: XEP-0220 writes dialback elements as `<db:result/>`/`<db:verify/>` with
+/// `xmlns:db` declared on the stream header; §2.1 notes the prefix is only conventional but
+/// that many servers depend on it. ejabberd 23.01 does: it answers dialback only when written
+/// that way and only when the header declares `xmlns:db`. So every `jabber:server` stream
+/// declares it and writes dialback elements prefixed (input is accepted in either form).
+fn stream_prefixes(content_ns: &str) -> &'static [(&'static str, &'static str)] {
+    if content_ns == ns::SERVER {
+        &[("db", NS_DIALBACK)]
+    } else {
+        &[]
+    }
+}
+
+/// Writes `<?xml version='1.0'?><stream:stream xmlns=… xmlns:stream=… attrs>`, with the
+/// declarations of [`stream_prefixes`] (a caller's own declaration of one is not repeated).
 pub(crate) fn write_stream_header(out: &mut String, content_ns: &str, attrs: &[(&str, &str)]) {
     out.push_str("<?xml version='1.0'?><stream:stream xmlns='");
     escape_attr(content_ns, out);
     out.push_str("' xmlns:stream='");
     out.push_str(ns::STREAM);
     out.push('\'');
+    let prefixes = stream_prefixes(content_ns);
+    for (prefix, uri) in prefixes {
+        out.push_str(" xmlns:");
+        out.push_str(prefix);
+        out.push_str("='");
+        escape_attr(uri, out);
+        out.push('\'');
+    }
     for (k, v) in attrs {
+        if k.strip_prefix("xmlns:")
+            .is_some_and(|p| prefixes.iter().any(|(q, _)| *q == p))
+        {
+            continue;
+        }
         out.push(' ');
         out.push_str(k);
         out.push_str("='");
@@ -248,6 +311,21 @@ pub(crate) fn write_stream_header(out: &mut String, content_ns: &str, attrs: &[(
         out.push('\'');
     }
     out.push('>');
+}
+
+/// Writes a top-level element: `stream:`-prefixed in the streams namespace, prefixed with a
+/// header-declared prefix of [`stream_prefixes`] (`db:`), else in the content namespace.
+pub(crate) fn write_top_level(out: &mut String, content_ns: &str, element: &Element) {
+    if element.ns() == ns::STREAM {
+        element.write_prefixed(out, "stream", content_ns, false);
+    } else if let Some((prefix, _)) = stream_prefixes(content_ns)
+        .iter()
+        .find(|(_, uri)| *uri == element.ns())
+    {
+        element.write_prefixed(out, prefix, content_ns, false);
+    } else {
+        element.write_to(out, content_ns);
+    }
 }
 
 impl Transport for TcpTransport {
@@ -259,18 +337,18 @@ impl Transport for TcpTransport {
         }
     }
 
-    /// Cancel-safe: bytes are fed to the parser only after a read completed, and no await
-    /// separates feeding from parsing.
+    /// Cancel-safe: bytes are fed to the parser only in the poll that read them, and no
+    /// await separates feeding from parsing.
     async fn recv(&mut self) -> Result<Option<StreamEvent>, TransportError> {
         loop {
             if let Some(event) = self.parser.next_event()? {
                 return Ok(Some(event));
             }
-            let n = self.read_some().await?;
-            if n == 0 {
+            // Everything read so far is parsed: hold no input buffer while waiting.
+            self.parser.release_input();
+            if self.read_into_parser().await? == 0 {
                 return Ok(None);
             }
-            self.parser.feed(&self.read_buf[..n]);
         }
     }
 
@@ -279,11 +357,8 @@ impl Transport for TcpTransport {
     }
 
     fn send_element(&mut self, element: &Element) {
-        if element.ns() == ns::STREAM {
-            element.write_prefixed(&mut self.write_buf, "stream", self.opts.content_ns, false);
-        } else {
-            element.write_to(&mut self.write_buf, self.opts.content_ns);
-        }
+        let content_ns = self.opts.content_ns;
+        write_top_level(self.out(), content_ns, element);
     }
 
     fn send_keepalive(&mut self) {
@@ -318,10 +393,9 @@ impl Transport for TcpTransport {
             Stream::Gone => return Err(not_connected()),
         }
         self.written = 0;
-        self.write_buf.clear();
-        if self.write_buf.capacity() > KEEP_WRITE_CAPACITY {
-            self.write_buf = String::new();
-        }
+        // Released, not kept: a connection spends most of its life idle, and allocating
+        // the next batch's buffer costs less than holding one per connection.
+        self.write_buf = String::new();
         if self.closing {
             // After our closing tag, end TLS with close_notify (RFC 8446 §6.1) and half-close
             // TCP, so the peer can tell a finished stream from a truncated one.
@@ -386,12 +460,66 @@ impl Transport for TcpTransport {
 
     fn shrink(&mut self) {
         self.parser.shrink();
-        self.read_buf = Vec::new();
         if self.pending_bytes() == 0 {
             self.write_buf = String::new();
             self.written = 0;
         } else {
             self.write_buf.shrink_to_fit();
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod prefix_tests {
+    use super::*;
+
+    #[test]
+    fn server_streams_declare_and_use_the_dialback_prefix() {
+        let mut out = String::new();
+        write_stream_header(
+            &mut out,
+            ns::SERVER,
+            &[
+                ("from", "a.test"),
+                ("xmlns:db", NS_DIALBACK),
+                ("version", "1.0"),
+            ],
+        );
+        assert_eq!(
+            out,
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+             xmlns:stream='http://etherx.jabber.org/streams' \
+             xmlns:db='jabber:server:dialback' from='a.test' version='1.0'>"
+        );
+        let result = Element::new("result", NS_DIALBACK)
+            .with_attr("from", "a.test")
+            .with_attr("to", "b.test")
+            .with_text("k3y");
+        let mut out = String::new();
+        write_top_level(&mut out, ns::SERVER, &result);
+        assert_eq!(out, "<db:result from='a.test' to='b.test'>k3y</db:result>");
+        let error = Element::new("result", NS_DIALBACK)
+            .with_attr("type", "error")
+            .with_child(Element::new("error", ns::SERVER).with_attr("type", "cancel"));
+        let mut out = String::new();
+        write_top_level(&mut out, ns::SERVER, &error);
+        assert_eq!(
+            out,
+            "<db:result type='error'><error type='cancel'/></db:result>"
+        );
+    }
+
+    #[test]
+    fn client_streams_are_unchanged() {
+        let mut out = String::new();
+        write_stream_header(&mut out, ns::CLIENT, &[("id", "x")]);
+        assert!(!out.contains("xmlns:db"), "{out}");
+        let mut out = String::new();
+        write_top_level(&mut out, ns::CLIENT, &Element::new("result", NS_DIALBACK));
+        assert_eq!(out, "<result xmlns='jabber:server:dialback'/>");
+        let mut out = String::new();
+        write_top_level(&mut out, ns::CLIENT, &Element::new("features", ns::STREAM));
+        assert_eq!(out, "<stream:features/>");
     }
 }

@@ -156,6 +156,9 @@ impl Dialback {
         })
     }
 
+    /// The element, in the dialback namespace. On server streams the TCP transport writes
+    /// it as `<db:result/>`/`<db:verify/>` with `xmlns:db` on the stream header (COMPAT, see
+    /// `starling-net` `tcp.rs`); [`Dialback::parse`] takes either form.
     pub fn to_element(&self) -> Element {
         let name = match self.kind {
             Kind::Result => "result",

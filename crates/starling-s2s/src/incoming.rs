@@ -29,7 +29,7 @@ use crate::link::{
     LinkInfo, S2sTransport,
 };
 use crate::outgoing::{self, Adopted};
-use crate::S2s;
+use crate::{serves, S2s};
 
 /// How long the peer may take to accept one write before it counts as gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -256,7 +256,7 @@ impl<T: S2sTransport> Receiver<T> {
         };
         let to = parsed.as_ref().ok().and_then(|h| domain(h.to.as_ref()));
         let from = parsed.as_ref().ok().and_then(|h| domain(h.from.as_ref()));
-        let host_ok = to.as_ref().is_some_and(|d| self.server.is_local_host(d));
+        let host_ok = to.as_ref().is_some_and(|d| serves(&self.server, d));
         let ours = match (&to, host_ok) {
             (Some(d), true) => d.clone(),
             _ => self
@@ -269,7 +269,6 @@ impl<T: S2sTransport> Receiver<T> {
             ("from", ours.as_str()),
             ("id", self.stream_id.as_str()),
             ("version", "1.0"),
-            ("xmlns:db", NS_DIALBACK),
         ];
         if let Some(f) = &from {
             attrs.push(("to", f.as_str()));
@@ -458,7 +457,7 @@ impl<T: S2sTransport> Receiver<T> {
         match db.kind {
             Kind::Verify => {
                 // db.from is the receiving server asking; db.to is (supposedly) us, originating.
-                let valid = self.server.is_local_host(&db.to)
+                let valid = serves(&self.server, &db.to)
                     && key_matches(
                         &self.s2s.dialback_key(
                             &db.from,
@@ -487,7 +486,7 @@ impl<T: S2sTransport> Receiver<T> {
             ));
         }
         let (remote, local) = (db.from.clone(), db.to.clone());
-        if !self.server.is_local_host(&local) {
+        if !serves(&self.server, &local) {
             return Err(End::error(
                 StreamErrorCondition::HostUnknown,
                 format!("this server does not serve {local}"),

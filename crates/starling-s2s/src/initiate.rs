@@ -9,7 +9,7 @@ use std::time::Duration;
 use starling_core::c2s::wirelog::WireLog;
 use starling_core::config::S2sPolicy;
 use starling_net::{TcpOptions, TcpTransport};
-use starling_proto::dialback::{Answer, Dialback, Kind, NS_DIALBACK};
+use starling_proto::dialback::{Answer, Dialback, Kind};
 use starling_proto::s2s::{external_auth, next_step, Features, Step, NS_BIDI, NS_TLS};
 use starling_proto::sasl::NS_SASL;
 use starling_proto::{StreamError, StreamErrorCondition, StreamHeader};
@@ -208,13 +208,13 @@ impl<T: S2sTransport> Initiator<T> {
         }
     }
 
-    /// Sends our header, reads the answer header and the features (RFC 6120 §4.3.2).
+    /// Sends our header, reads the answer header and the features (RFC 6120 §4.3.2). The
+    /// transport declares `xmlns:db` on every server stream header (XEP-0220 §2.1).
     async fn open(&mut self) -> Result<Features, Failure> {
         self.t.send_open(&[
             ("from", self.local.as_str()),
             ("to", self.remote.as_str()),
             ("version", "1.0"),
-            ("xmlns:db", NS_DIALBACK),
         ]);
         self.flush().await?;
         let (header, default_ns) = match self.recv().await? {

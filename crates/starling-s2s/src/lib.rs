@@ -225,7 +225,7 @@ impl StanzaHook for RemoteRoute {
     async fn on_stanza(&self, server: &Arc<Server>, ev: &mut StanzaEvent) -> Flow {
         let local = ev.from.domain().to_owned();
         let remote = ev.to.domain().to_owned();
-        if !server.is_local_host(&local) {
+        if !serves(server, &local) {
             // Not ours to send: a stanza from another domain cannot leave with our streams.
             debug!(%local, %remote, "dropping a stanza between two remote domains");
             return Flow::Handled;
@@ -238,6 +238,14 @@ impl StanzaHook for RemoteRoute {
         outgoing::send(&self.0, server, &local, &remote, stanza).await;
         Flow::Handled
     }
+}
+
+/// True when federation treats `domain` as ours: one of our hosts, or a domain routed here
+/// (`server.domain_routes`: an external component's, XEP-0114, whether connected now or only
+/// configured), so stanzas from it may leave over our server streams and remote servers may
+/// open streams to it (RFC 6120 §2.5: a service hosted by this server).
+pub(crate) fn serves(server: &Server, domain: &str) -> bool {
+    server.is_local_host(domain) || server.domain_routes.is_routed(domain)
 }
 
 /// Hands accepted server connections to the incoming stream task.

@@ -137,6 +137,15 @@ impl StreamParser {
         self.buf.len() - self.pos + self.reader.partial_bytes()
     }
 
+    /// Gives back the input buffer when every byte in it was parsed (cheap: call it before
+    /// waiting for more input, so an idle stream holds no input buffer).
+    pub fn release_input(&mut self) {
+        if self.pos == self.buf.len() && self.buf.capacity() > 0 {
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
+    }
+
     /// Releases spare capacity (call when the connection goes idle).
     pub fn shrink(&mut self) {
         self.compact();

@@ -6,6 +6,8 @@
 
 #[path = "s2s/bidi.rs"]
 mod bidi;
+#[path = "s2s/components.rs"]
+mod components;
 #[path = "s2s/dns.rs"]
 mod dns;
 #[path = "s2s/failures.rs"]

@@ -10,7 +10,8 @@
 //! c2s. A configured component that is not connected bounces stanzas with
 //! service-unavailable (never sent to another server); a component's stanza to another domain
 //! takes the router's remote path (federation is off here, so it comes back as
-//! remote-server-not-found).
+//! remote-server-not-found). `starling ctl components` lists the configured domains and
+//! which are connected (peer address, age).
 
 mod support;
 
@@ -358,5 +359,55 @@ async fn a_silent_connection_times_out() {
     let (mut c, _) = open_component(&srv, BOT).await;
     // No handshake: the stream ends with connection-timeout.
     c.expect_stream_error("connection-timeout").await;
+    srv.shutdown().await;
+}
+
+/// `starling ctl components`: every configured component domain, sorted, with whether it is
+/// connected now and, when it is, the component's address and how long ago it connected.
+#[tokio::test]
+async fn ctl_components_lists_configured_domains_and_connections() {
+    use starling::admin::{execute, Command, Target};
+    let srv = server_with_components().await;
+    let list = || async {
+        execute(Target::Running(&srv.server), Command::Components)
+            .await
+            .expect("components")
+    };
+    assert_eq!(
+        list().await,
+        format!("{BOT} not-connected\n{OFFLINE_BOT} not-connected")
+    );
+
+    let mut bot = component(&srv, BOT, SECRET).await;
+    let out = list().await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let words: Vec<&str> = lines[0].split(' ').collect();
+    assert_eq!(words[..2], [BOT, "connected"], "{out}");
+    let peer: std::net::SocketAddr = words[2].parse().expect("a peer address");
+    assert!(peer.ip().is_loopback(), "{out}");
+    let age: u64 = words[3]
+        .strip_suffix('s')
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("an age in seconds: {out}"));
+    assert!(age < 30, "{out}");
+    assert_eq!(words.len(), 4, "{out}");
+    assert_eq!(lines[1], format!("{OFFLINE_BOT} not-connected"));
+
+    // Gone again once the component closed its stream.
+    bot.close().await;
+    bot.expect_closed().await;
+    let mut out = list().await;
+    for _ in 0..50 {
+        if out.starts_with(&format!("{BOT} not-connected")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        out = list().await;
+    }
+    assert_eq!(
+        out,
+        format!("{BOT} not-connected\n{OFFLINE_BOT} not-connected")
+    );
     srv.shutdown().await;
 }

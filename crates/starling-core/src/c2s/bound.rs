@@ -77,7 +77,9 @@ impl<T: Transport> C2s<T> {
                         self.t.shrink();
                     }
                     Ok(Ok(Some(StreamEvent::Stanza(el)))) => {
-                        if let Err(end) = self.handle_stanza(&session, el).await {
+                        // Boxed: routing and hooks have a large state, needed only while a
+                        // stanza is handled (the session task's size is its idle cost).
+                        if let Err(end) = Box::pin(self.handle_stanza(&session, el)).await {
                             break end;
                         }
                     }
@@ -110,15 +112,17 @@ impl<T: Transport> C2s<T> {
         };
         for el in batch {
             if el.name() == "message" {
-                self.server.route(el).await;
+                Box::pin(self.server.route(el)).await;
             } else if peer_reads {
                 self.send(&el).await;
             }
         }
-        self.server
-            .hooks
-            .fire_session(SessionEvent::Closed, &self.server, &session)
-            .await;
+        Box::pin(
+            self.server
+                .hooks
+                .fire_session(SessionEvent::Closed, &self.server, &session),
+        )
+        .await;
         end
     }
 

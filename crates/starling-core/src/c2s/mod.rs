@@ -93,11 +93,14 @@ pub async fn run<T: Transport>(server: Arc<Server>, transport: T) {
         authenticated: None,
         sasl_failures: 0,
     };
-    let end = match stream.negotiate().await {
+    // The task is allocated whole for the connection's lifetime, at the size of its largest
+    // state: negotiation (TLS, SASL, binding) is boxed so its state lives only while it runs,
+    // and an idle bound session keeps only the small state of its loop.
+    let end = match Box::pin(stream.negotiate()).await {
         Ok((session, rx)) => stream.run_bound(session, rx).await,
         Err(end) => end,
     };
-    stream.finish(end).await;
+    Box::pin(stream.finish(end)).await;
 }
 
 pub(crate) struct C2s<T: Transport> {

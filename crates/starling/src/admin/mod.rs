@@ -7,7 +7,7 @@ pub mod socket;
 use std::sync::Arc;
 
 use rand::Rng;
-use starling_core::Server;
+use starling_core::{DomainLookup, Server};
 use starling_proto::sasl::{StoredCredentials, DEFAULT_ITERATIONS};
 use starling_proto::{Jid, StreamError, StreamErrorCondition};
 use starling_store::{Store, StoreError};
@@ -38,6 +38,7 @@ pub enum Command {
     },
     ConnectedUsers,
     S2sConnections,
+    Components,
     KickSession {
         jid: String,
         reason: Option<String>,
@@ -55,6 +56,8 @@ pub const USAGE: &str = "\
   connected_users                             list connected sessions (full JIDs)
   s2s_connections                             list server-to-server streams (direction, local,
                                               remote, auth, TLS, state, bidi, age)
+  components                                  list configured external components (XEP-0114):
+                                              domain, connected or not, peer address, age
   kick_session JID [REASON]                   disconnect a session
   status                                      is the server running, and how";
 
@@ -128,6 +131,10 @@ impl Command {
                 arity(0, "")?;
                 Command::S2sConnections
             }
+            "components" => {
+                arity(0, "")?;
+                Command::Components
+            }
             "kick_session" => {
                 if args.is_empty() {
                     return Err(AdminError::Usage(
@@ -170,6 +177,7 @@ impl Command {
             Command::RegisteredUsers { host } => w(&["registered_users", host]),
             Command::ConnectedUsers => w(&["connected_users"]),
             Command::S2sConnections => w(&["s2s_connections"]),
+            Command::Components => w(&["components"]),
             Command::KickSession { jid, reason } => {
                 let mut v = w(&["kick_session", jid]);
                 v.extend(reason.clone());
@@ -185,6 +193,7 @@ impl Command {
             self,
             Command::ConnectedUsers
                 | Command::S2sConnections
+                | Command::Components
                 | Command::KickSession { .. }
                 | Command::Status
         )
@@ -323,6 +332,10 @@ pub async fn execute(target: Target<'_>, cmd: Command) -> Result<String, AdminEr
                 )),
             }
         }
+        Command::Components => {
+            let server = running(&target)?;
+            Ok(components(server).join("\n"))
+        }
         Command::KickSession { jid, reason } => {
             let server = running(&target)?;
             let full = Jid::parse(&jid)
@@ -351,6 +364,30 @@ pub async fn execute(target: Target<'_>, cmd: Command) -> Result<String, AdminEr
             ))
         }
     }
+}
+
+/// One line per configured component domain (XEP-0114), sorted: `DOMAIN connected PEER AGEs`
+/// or `DOMAIN not-connected`.
+fn components(server: &Server) -> Vec<String> {
+    let mut domains: Vec<&str> = server
+        .config
+        .component
+        .services
+        .iter()
+        .map(|s| s.domain.as_str())
+        .collect();
+    domains.sort_unstable();
+    domains.dedup();
+    domains
+        .into_iter()
+        .map(|d| match server.domain_routes.lookup(d) {
+            DomainLookup::Route(r) => match r.connection() {
+                Some(c) => format!("{d} connected {} {}s", c.peer, c.since.elapsed().as_secs()),
+                None => format!("{d} connected"),
+            },
+            DomainLookup::NotRouted | DomainLookup::Unavailable => format!("{d} not-connected"),
+        })
+        .collect()
 }
 
 fn running<'a>(target: &'a Target<'_>) -> Result<&'a Arc<Server>, AdminError> {
@@ -438,6 +475,7 @@ mod tests {
             "registered_users localhost",
             "connected_users",
             "s2s_connections",
+            "components",
             "kick_session alice@localhost/x spam",
             "status",
         ] {
