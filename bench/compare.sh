@@ -21,6 +21,9 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 REFSERVERS=${REFSERVERS:-$ROOT/../shared/refservers}
+# runuser/su shims: the reference servers keep our file-descriptor limit (see bench/shims/).
+export PATH=$HERE/shims:$PATH
+ulimit -n "$(ulimit -Hn)"
 BENCH_ROOT=${BENCH_ROOT:-/tmp/starling-bench}
 SERVERS=${SERVERS:-starling ejabberd prosody}
 USERS=${USERS:-19500}
@@ -119,6 +122,7 @@ for server in $SERVERS; do
     prosody) bash "$REFSERVERS/servers.sh" start prosody;;
     *) log "unknown server $server"; exit 2;;
   esac
+  log "$server: $(grep 'Max open files' "/proc/$(pid_of "$server")/limits")"
   sleep 2
   bench "$server" register register --users "$USERS" --concurrency 50
   for s in $SCENARIOS; do

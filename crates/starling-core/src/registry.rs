@@ -484,7 +484,10 @@ mod tests {
     async fn queue_holds_no_memory_when_drained_and_refuses_after_close() {
         let reg = SessionRegistry::default();
         let (s, mut rx, _) = reg.bind(new("u@h/a"));
-        assert!(!rx.holds_memory(), "a new session's queue allocates nothing");
+        assert!(
+            !rx.holds_memory(),
+            "a new session's queue allocates nothing"
+        );
         // A waiting receiver is woken by a send.
         let sender = s.clone();
         let waiter = tokio::spawn(async move {

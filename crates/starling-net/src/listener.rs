@@ -645,9 +645,12 @@ async fn accept_error(e: &io::Error, local: SocketAddr, last_fd_log: &mut Option
     match e.raw_os_error() {
         Some(libc::EMFILE) | Some(libc::ENFILE) => {
             if !matches!(last_fd_log, Some(t) if t.elapsed() < Duration::from_secs(10)) {
+                let limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
+                    .map(|(soft, hard)| format!("open-files limit {soft} (hard {hard})"))
+                    .unwrap_or_else(|_| "open-files limit unknown".into());
                 error!(
-                    "{local}: out of file descriptors: raise the limit or lower \
-                     max_connections ({e})"
+                    "{local}: out of file descriptors at the {limit}: raise it (ulimit -n) \
+                     or lower max_connections; new connections wait ({e})"
                 );
                 *last_fd_log = Some(Instant::now());
             }

@@ -523,3 +523,52 @@ mod prefix_tests {
         assert_eq!(out, "<stream:features/>");
     }
 }
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    /// Idle connections must be cheap: between reads a stream holds no input buffer, and
+    /// after a flush no output buffer.
+    #[tokio::test]
+    async fn idle_transport_holds_no_buffers() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("loopback");
+        let addr = listener.local_addr().expect("loopback");
+        let mut client = TcpStream::connect(addr).await.expect("loopback");
+        let (server, _) = listener.accept().await.expect("loopback");
+        let mut t = TcpTransport::new(server, None, TcpOptions::default());
+        client
+            .write_all(
+                b"<stream:stream xmlns='jabber:client' \
+                  xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>\
+                  <message to='a@b'><body>hi</body></message><presence",
+            )
+            .await
+            .expect("loopback");
+        assert!(matches!(t.recv().await, Ok(Some(StreamEvent::Open { .. }))));
+        assert!(matches!(t.recv().await, Ok(Some(StreamEvent::Stanza(_)))));
+        // A partial stanza is kept until the rest arrives...
+        let rest = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            client.write_all(b"/>").await.expect("loopback");
+            client
+        };
+        let (ev, mut client) = tokio::join!(t.recv(), rest);
+        assert!(matches!(ev, Ok(Some(StreamEvent::Stanza(_)))));
+        // ...and once everything read is parsed, waiting for more holds no input buffer.
+        let waiting = tokio::time::timeout(Duration::from_millis(20), t.recv()).await;
+        assert!(waiting.is_err(), "nothing more was sent");
+        assert_eq!(t.parser.input_capacity(), 0);
+        t.send_element(&Element::new("message", ns::CLIENT));
+        assert!(t.write_buf.capacity() > 0);
+        t.flush().await.expect("loopback");
+        assert_eq!(t.write_buf.capacity(), 0, "flushed output is not kept");
+        let mut got = [0u8; 64];
+        let n = tokio::io::AsyncReadExt::read(&mut client, &mut got)
+            .await
+            .expect("loopback");
+        assert_eq!(&got[..n], b"<message/>");
+    }
+}

@@ -146,6 +146,11 @@ impl StreamParser {
         }
     }
 
+    /// Bytes the input buffer holds allocated (for checks that idle streams hold none).
+    pub fn input_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Releases spare capacity (call when the connection goes idle).
     pub fn shrink(&mut self) {
         self.compact();

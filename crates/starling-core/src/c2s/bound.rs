@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use starling_proto::{StreamError, StreamErrorCondition};
 use starling_xml::{Element, StreamEvent};
+use tokio::time::Instant;
 use tracing::info;
 
 use super::{transport_end, C2s, End};
@@ -18,6 +19,9 @@ const MAX_BATCH: usize = 64;
 /// A peer that takes longer than this to accept a write is not reading: the stream ends and
 /// what it did not take is routed elsewhere.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A session with no traffic for this long gives its spare buffers back (parser state; the
+/// transport's read and write buffers are released after every read and flush already).
+const IDLE_SHRINK: Duration = Duration::from_secs(1);
 
 impl<T: Transport> C2s<T> {
     pub(super) async fn run_bound(
@@ -32,8 +36,17 @@ impl<T: Transport> C2s<T> {
             session.close(StreamError::new(StreamErrorCondition::SystemShutdown));
         }
         let keepalive = Duration::from_secs(self.server.config.c2s.keepalive_secs.max(1));
+        let idle_after = IDLE_SHRINK.min(keepalive);
         // Stanzas written since the last successful flush.
         let mut batch: Vec<Element> = Vec::new();
+        // One timer for the whole session, moved lazily: traffic only records when it
+        // happened, and the timer, when it fires, either acts (shrink, keepalive) or is set
+        // again from that time. A timeout per loop would register and cancel a timer entry
+        // for every stanza in and out.
+        let mut last_io = Instant::now();
+        let mut shrunk = false;
+        let timer = tokio::time::sleep_until(last_io + idle_after);
+        tokio::pin!(timer);
         let end = loop {
             tokio::select! {
                 biased;
@@ -58,38 +71,55 @@ impl<T: Transport> C2s<T> {
                         reason = session.closed() => break End::Error(reason),
                         _ = shutdown.changed() => break End::Error(StreamError::new(StreamErrorCondition::SystemShutdown)),
                     };
+                    last_io = Instant::now();
+                    shrunk = false;
                     match flushed {
-                        Ok(Ok(())) => batch.clear(),
+                        // Not kept for the next wake-up: an idle session holds no batch.
+                        Ok(Ok(())) => batch = Vec::new(),
                         // The batch may not have arrived: it is routed again below.
                         Ok(Err(_)) => break End::Eof,
                         Err(_) => break End::Error(StreamError::new(StreamErrorCondition::PolicyViolation)
                             .with_text("the client does not read its stream")),
                     }
                 }
-                ev = tokio::time::timeout(keepalive, self.t.recv()) => match ev {
-                    Err(_) => {
-                        // RFC 6120 §4.6.1: keep NATs open; idle is also the time to give
-                        // buffers back.
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if now >= last_io + keepalive {
+                        // RFC 6120 §4.6.1: keep NATs open.
                         self.t.send_keepalive();
                         if !matches!(tokio::time::timeout(WRITE_TIMEOUT, self.t.flush()).await, Ok(Ok(()))) {
                             break End::Eof;
                         }
+                        last_io = Instant::now();
                         self.t.shrink();
+                        shrunk = true;
+                    } else if !shrunk && now >= last_io + idle_after {
+                        // Idle: give buffers back now rather than at the keepalive.
+                        self.t.shrink();
+                        shrunk = true;
                     }
-                    Ok(Ok(Some(StreamEvent::Stanza(el)))) => {
+                    let next = if shrunk { last_io + keepalive } else { last_io + idle_after };
+                    timer.as_mut().reset(next);
+                }
+                ev = self.t.recv() => {
+                    last_io = Instant::now();
+                    shrunk = false;
+                    match ev {
+                    Ok(Some(StreamEvent::Stanza(el))) => {
                         // Boxed: routing and hooks have a large state, needed only while a
                         // stanza is handled (the session task's size is its idle cost).
                         if let Err(end) = Box::pin(self.handle_stanza(&session, el)).await {
                             break end;
                         }
                     }
-                    Ok(Ok(Some(StreamEvent::Close))) => break End::Closed,
-                    Ok(Ok(Some(StreamEvent::Open { .. }))) => {
+                    Ok(Some(StreamEvent::Close)) => break End::Closed,
+                    Ok(Some(StreamEvent::Open { .. })) => {
                         break End::Error(StreamError::new(StreamErrorCondition::InvalidXml)
                             .with_text("unexpected stream restart"))
                     }
-                    Ok(Ok(None)) => break End::Eof,
-                    Ok(Err(e)) => break transport_end(e),
+                    Ok(None) => break End::Eof,
+                    Err(e) => break transport_end(e),
+                    }
                 }
             }
         };

@@ -6,6 +6,7 @@ mod bound;
 mod sasl;
 pub mod wirelog;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use tracing::{debug, info};
 
 use crate::hooks::{FeatureStage, PreAuthIq, SessionEvent};
 use crate::registry::{NewSession, SessionInfo, SessionReceiver};
+use crate::server::StreamGuard;
 use crate::transport::{Transport, TransportError};
 use crate::Server;
 use wirelog::WireLog;
@@ -73,8 +75,12 @@ fn transport_end(e: TransportError) -> End {
 }
 
 /// Runs one client stream to its end.
-pub async fn run<T: Transport>(server: Arc<Server>, transport: T) {
-    let _counted = server.stream_guard();
+///
+/// Not an `async fn`: the stream state is built first and moved into the task once (an
+/// `async fn` keeps its arguments in the task beside the state built from them, and the
+/// task's size is what every idle connection costs).
+pub fn run<T: Transport>(server: Arc<Server>, transport: T) -> impl Future<Output = ()> + Send {
+    let counted = server.stream_guard();
     let peer = transport.peer_addr();
     let label = match peer {
         Some(p) => format!("{}:{p}", transport.kind()),
@@ -84,7 +90,7 @@ pub async fn run<T: Transport>(server: Arc<Server>, transport: T) {
         enabled: server.config.log.stanzas,
         label,
     };
-    let mut stream = C2s {
+    let stream = C2s {
         server,
         t: transport,
         log,
@@ -93,6 +99,10 @@ pub async fn run<T: Transport>(server: Arc<Server>, transport: T) {
         authenticated: None,
         sasl_failures: 0,
     };
+    run_stream(stream, counted)
+}
+
+async fn run_stream<T: Transport>(mut stream: C2s<T>, _counted: StreamGuard) {
     // The task is allocated whole for the connection's lifetime, at the size of its largest
     // state: negotiation (TLS, SASL, binding) is boxed so its state lives only while it runs,
     // and an idle bound session keeps only the small state of its loop.
