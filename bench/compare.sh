@@ -38,7 +38,17 @@ MUC_ROOMS=${MUC_ROOMS:-10}
 MUC_OCCUPANTS=${MUC_OCCUPANTS:-100}
 SOURCE=${SOURCE:-127.0.0.2-127.0.0.9}
 PASSWORD=${PASSWORD:-benchpass}
-SCENARIOS=${SCENARIOS:-connect logins chat latency muc}
+SCENARIOS=${SCENARIOS:-connect logins chat latency muc curves}
+# Scaling curves (the "curves" scenario): throughput against pairs at the maximum rate,
+# latency against the offered rate, MUC fan-out against room size.
+CURVE_PAIRS=${CURVE_PAIRS:-10 100 1000}
+CURVE_RATES=${CURVE_RATES:-1000 5000 10000 20000}
+CURVE_ROOM_SIZES=${CURVE_ROOM_SIZES:-10 100 1000}
+CURVE_SECS=${CURVE_SECS:-5s}
+# Starling has no message archive yet; the reference configs archive every chat message
+# (XEP-0313). ARCHIVE=off (the default) turns their 1:1 archiving off so the chat figures
+# compare the same work; ARCHIVE=on keeps the reference configs as they are.
+ARCHIVE=${ARCHIVE:-off}
 
 log() { echo "[compare.sh] $*" >&2; }
 mkdir -p "$BENCH_ROOT"
@@ -118,8 +128,16 @@ for server in $SERVERS; do
       # attempts under 100 concurrent logins: the same config with a backlog of 1024.
       sed 's/^    module: ejabberd_c2s$/    module: ejabberd_c2s\n    backlog: 1024/' \
         "$REFSERVERS/conf/ejabberd.yml" > "$BENCH_ROOT/ejabberd.yml"
+      if [ "$ARCHIVE" = off ]; then
+        sed -i '/^  mod_mam:/,/^  mod_muc:/{/^  mod_muc:/!d}' "$BENCH_ROOT/ejabberd.yml"
+      fi
       EJ_TEMPLATE=$BENCH_ROOT/ejabberd.yml bash "$REFSERVERS/servers.sh" start ejabberd;;
-    prosody) bash "$REFSERVERS/servers.sh" start prosody;;
+    prosody)
+      bash "$REFSERVERS/servers.sh" start prosody
+      if [ "$ARCHIVE" = off ]; then
+        runuser -u prosody -- prosodyctl --config /tmp/accept/prosody/prosody.cfg.lua \
+          shell "module:unload('mam', 'localhost')" >&2
+      fi;;
     *) log "unknown server $server"; exit 2;;
   esac
   log "$server: $(grep 'Max open files' "/proc/$(pid_of "$server")/limits")"
@@ -135,6 +153,17 @@ for server in $SERVERS; do
       latency) bench "$server" latency chat --pairs "$LAT_PAIRS" --rate "$RATE" --duration "$CHAT_SECS";;
       muc)     bench "$server" muc muc --rooms "$MUC_ROOMS" --occupants "$MUC_OCCUPANTS" \
                  --muc-service conference.localhost --duration 10s;;
+      curves)
+        for n in $CURVE_PAIRS; do
+          bench "$server" "pairs-$n" chat --pairs "$n" --rate max --duration "$CURVE_SECS"
+        done
+        for r in $CURVE_RATES; do
+          bench "$server" "rate-$r" chat --pairs "$LAT_PAIRS" --rate "$r" --duration "$CURVE_SECS"
+        done
+        for n in $CURVE_ROOM_SIZES; do
+          bench "$server" "room-$n" muc --rooms 1 --occupants "$n" --rate max \
+            --muc-service conference.localhost --duration "$CURVE_SECS"
+        done;;
       *) log "unknown scenario $s"; exit 2;;
     esac
   done

@@ -102,6 +102,32 @@ def main():
             start = [{"sessions": 0, "rss_kb": before}] if before is not None else []
             pts = ", ".join(f"{p['sessions']}: {p['rss_kb'] / 1024:.1f} MB" for p in start + curve)
             print(f"RSS curve {s}: {pts}")
+    curve_rows = [
+        ("max-rate throughput against pairs (delivered/s; server µs/msg)", "pairs-",
+         lambda d: f"{fmt(dig(d, 'delivered_per_sec'), 1, '/s')}; {fmt(dig(d, 'server.cpu_us_per_message'), 1, 'µs')}"),
+        ("latency against offered rate (p50 / p99; lost)", "rate-",
+         lambda d: f"{fmt(dig(d, 'latency_ms.p50'), 1, 'ms')} / {fmt(dig(d, 'latency_ms.p99'), 1, 'ms')}; {d.get('lost', 'n/a')}"),
+        ("MUC fan-out against room size (deliveries/s; p99)", "room-",
+         lambda d: f"{fmt(dig(d, 'deliveries_per_sec'), 1, '/s')}; {fmt(dig(d, 'latency_ms.p99'), 1, 'ms')}"
+         if d.get("ok") else "not supported" if "muc" in str(d.get("failure_reasons", "")).lower() or "MUC" in str(d.get("failure_reasons", "")) else "failed"),
+    ]
+    for title, prefix, cell in curve_rows:
+        points = sorted({int(st[len(prefix):]) for (_, st) in runs if st and st.startswith(prefix)})
+        if not points:
+            continue
+        print(f"\n{title}")
+        table = [["point"] + servers]
+        for p in points:
+            table.append([str(p)] + [cell(runs[(sv, prefix + str(p))]) if (sv, prefix + str(p)) in runs else "n/a" for sv in servers])
+        if markdown:
+            print("| " + " | ".join(table[0]) + " |")
+            print("|" + "---|" * len(table[0]))
+            for r in table[1:]:
+                print("| " + " | ".join(r) + " |")
+        else:
+            widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+            for r in table:
+                print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
     return 0
 
 

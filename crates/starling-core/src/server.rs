@@ -35,7 +35,9 @@ pub struct Server {
 
 impl Server {
     /// Builds the server: every module registers its hooks, IQ handlers, features and disco
-    /// entries once; the bus is immutable afterwards (no locks on the hot path).
+    /// entries once; the bus is immutable afterwards (no locks on the hot path). The store is
+    /// wrapped in a [`starling_store::CachedStore`] (rosters, blocklists... of active
+    /// accounts): the server must be its database's only writer while it runs.
     pub fn build(
         config: Config,
         store: Arc<dyn Store>,
@@ -53,7 +55,7 @@ impl Server {
         let (shutdown, _) = watch::channel(false);
         Arc::new(Server {
             config,
-            store,
+            store: starling_store::CachedStore::wrap(store),
             sessions: SessionRegistry::default(),
             domain_routes: DomainRoutes::default(),
             hooks: reg.bus,

@@ -151,14 +151,16 @@ fn provider() -> CryptoProvider {
 
 /// Client-facing handshake settings, chosen for login cost (docs/perf-notes-login.md):
 /// - our cipher-suite order wins over the client's (most clients list AES-256 first);
-/// - one TLS 1.3 session ticket instead of rustls's two: tickets only help a client that
-///   resumes, the in-memory session cache holds 256 of them (on a busy server they are
-///   evicted within seconds), and each costs an encrypted record per handshake. One keeps
-///   resumption for reconnecting clients on small servers. Key exchange stays ring's order,
-///   X25519 first.
+/// - no TLS 1.3 session tickets (rustls sends two): the only session store here is rustls's
+///   in-memory cache of 256 sessions, useless beyond 256 clients and lost at restart, while
+///   the tickets cost every handshake an encrypted record, one more write (a syscall and a
+///   wake-up of the client) and the client's work to store them. Resumption, if wanted,
+///   should come with a stateless ticketer and one ticket.
+///
+/// Key exchange stays ring's order, X25519 first.
 fn tune_for_logins(config: &mut ServerConfig) {
     config.ignore_client_order = true;
-    config.send_tls13_tickets = 1;
+    config.send_tls13_tickets = 0;
 }
 
 /// Loads every configured certificate (or the self-signed one under `data_dir/tls/`, generated

@@ -11,9 +11,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub mod cache;
 pub mod conformance;
 pub mod sqlite;
 
+pub use cache::CachedStore;
 pub use sqlite::SqliteStore;
 pub use starling_proto::sasl::{ScramCredentials, StoredCredentials};
 
@@ -121,11 +123,38 @@ pub struct RosterItem {
     pub groups: Vec<String>,
 }
 
+/// A roster as read at one moment, shared by the callers that only look at it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RosterSnapshot {
+    /// The XEP-0237 version.
+    pub version: u64,
+    /// Sorted by jid (byte order).
+    pub items: Vec<RosterItem>,
+}
+
 /// Rosters with XEP-0237 versions, and pending inbound subscription requests.
 #[async_trait]
 pub trait RosterStore: Send + Sync {
     /// `(version, items sorted by jid)`; `(0, [])` for a user who never had a roster.
     async fn roster(&self, host: &str, user: &str) -> StoreResult<(u64, Vec<RosterItem>)>;
+    /// The same as [`RosterStore::roster`], shared: a cache hands out its copy instead of
+    /// cloning every item.
+    async fn roster_snapshot(&self, host: &str, user: &str) -> StoreResult<Arc<RosterSnapshot>> {
+        let (version, items) = self.roster(host, user).await?;
+        Ok(Arc::new(RosterSnapshot { version, items }))
+    }
+    /// The roster and the pending-in requests together, as a login reads them: one round
+    /// trip where the backend can (the cache fills both from it).
+    async fn roster_and_pending_in(
+        &self,
+        host: &str,
+        user: &str,
+    ) -> StoreResult<(Arc<RosterSnapshot>, Vec<(String, String)>)> {
+        Ok((
+            self.roster_snapshot(host, user).await?,
+            self.pending_in(host, user).await?,
+        ))
+    }
     async fn roster_item(
         &self,
         host: &str,

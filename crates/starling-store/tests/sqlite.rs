@@ -46,6 +46,14 @@ async fn conformance_in_memory() {
     conformance::run_all(Arc::new(store)).await;
 }
 
+/// The server's view: the same suite through the read cache (every write path must drop
+/// what it changed, or a read after it fails here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_through_cache() {
+    let store = SqliteStore::open_in_memory().expect("open in memory");
+    conformance::run_all(starling_store::CachedStore::wrap(Arc::new(store))).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_file_via_url() {
     let dir = TempDir::new("conformance");

@@ -18,7 +18,7 @@ use starling_core::{
     SessionInfo, StanzaEvent, StanzaHook,
 };
 use starling_proto::Jid;
-use starling_store::RosterItem;
+use starling_store::RosterSnapshot;
 use starling_xml::{ns, Element};
 use tracing::warn;
 
@@ -90,7 +90,7 @@ impl AccountHook for AccountGone {
             let unavailable = Element::new("presence", ns::CLIENT).with_attr("type", "unavailable");
             go_unavailable(server, &session, unavailable, false).await;
         }
-        for item in roster_of(server, account).await {
+        for item in &roster_of(server, account).await.items {
             let Ok(contact) = Jid::parse(&item.jid) else {
                 continue;
             };
@@ -219,17 +219,18 @@ impl PresenceModule {
     }
 }
 
-/// The account's roster, or an empty one (logged) when the store fails: presence is
-/// best-effort and must not take the session down.
-async fn roster_of(server: &Server, account: &Jid) -> Vec<RosterItem> {
+/// The account's roster (shared with the store's cache, not copied), or an empty one
+/// (logged) when the store fails: presence is best-effort and must not take the session
+/// down.
+async fn roster_of(server: &Server, account: &Jid) -> Arc<RosterSnapshot> {
     let Some((host, user)) = account_of(account) else {
-        return Vec::new();
+        return Arc::default();
     };
-    match server.store.roster(host, user).await {
-        Ok((_, items)) => items,
+    match server.store.roster_snapshot(host, user).await {
+        Ok(r) => r,
         Err(e) => {
             warn!(%account, error = %e, "roster unreadable; presence not broadcast");
-            Vec::new()
+            Arc::default()
         }
     }
 }
@@ -259,8 +260,9 @@ async fn go_available(server: &Arc<Server>, session: &Arc<SessionInfo>, mut stan
         (initial, raised)
     };
     let roster = roster_of(server, &account).await;
-    for item in &roster {
-        if has_from(item.subscription) && item.jid != account.to_string() {
+    let own = account.to_string();
+    for item in &roster.items {
+        if has_from(item.subscription) && item.jid != own {
             route_copy(server, &stanza, &item.jid).await;
         }
     }
@@ -278,8 +280,8 @@ async fn go_available(server: &Arc<Server>, session: &Arc<SessionInfo>, mut stan
         return;
     }
     // §4.3.1: learn the current presence of every contact we are subscribed to.
-    for item in &roster {
-        if has_to(item.subscription) && item.jid != account.to_string() {
+    for item in &roster.items {
+        if has_to(item.subscription) && item.jid != own {
             if let Ok(contact) = Jid::parse(&item.jid) {
                 server
                     .route(presence(&session.jid, &contact, Some("probe")))
@@ -339,9 +341,10 @@ async fn go_unavailable(
     };
     let mut targets: BTreeSet<String> = directed.iter().map(Jid::to_string).collect();
     if was_available {
-        for item in roster_of(server, &account).await {
-            if has_from(item.subscription) && item.jid != account.to_string() {
-                targets.insert(item.jid);
+        let own = account.to_string();
+        for item in &roster_of(server, &account).await.items {
+            if has_from(item.subscription) && item.jid != own {
+                targets.insert(item.jid.clone());
             }
         }
     }

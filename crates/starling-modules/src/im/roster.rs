@@ -86,7 +86,12 @@ async fn get(server: &Arc<Server>, account: &Jid, req: &IqRequest) -> IqResult {
     if let Some(s) = &req.origin {
         s.presence.lock().interested = true;
     }
-    let (ver, items) = server.store.roster(host, user).await.map_err(internal)?;
+    let roster = server
+        .store
+        .roster_snapshot(host, user)
+        .await
+        .map_err(internal)?;
+    let (ver, items) = (roster.version, &roster.items);
     let client_ver = req.payload.attr("ver");
     if client_ver == Some(ver.to_string().as_str()) {
         return Ok(None);
@@ -95,7 +100,7 @@ async fn get(server: &Arc<Server>, account: &Jid, req: &IqRequest) -> IqResult {
     if client_ver.is_some() {
         query.set_attr("ver", ver.to_string());
     }
-    for item in &items {
+    for item in items {
         query.append_child(item_element(item));
     }
     Ok(Some(query))

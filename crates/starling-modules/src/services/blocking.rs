@@ -542,14 +542,15 @@ async fn affected_contacts(
     let Some((host, user)) = account_key(bare) else {
         return Vec::new();
     };
-    let items = match server.store.roster(host, user).await {
-        Ok((_, items)) => items,
+    let roster = match server.store.roster_snapshot(host, user).await {
+        Ok(r) => r,
         Err(e) => {
             warn!(error = %e, jid = %bare, "cannot read roster for blocking presence");
             return Vec::new();
         }
     };
-    let subscribed: Vec<Jid> = items
+    let subscribed: Vec<Jid> = roster
+        .items
         .iter()
         .filter(|i| matches!(i.subscription, Subscription::From | Subscription::Both))
         .filter_map(|i| Jid::parse(&i.jid).ok())

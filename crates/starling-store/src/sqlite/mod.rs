@@ -1,13 +1,17 @@
-//! SQLite backend, the embedded default. rusqlite is synchronous, so every call runs on
-//! `tokio::task::spawn_blocking` against one connection behind a `std::sync::Mutex` (never held
-//! across an await). WAL journal, `synchronous=NORMAL`, foreign keys on, a busy timeout so
-//! another process holding the write lock makes us wait instead of fail.
+//! SQLite backend, the embedded default. rusqlite is synchronous, so one thread per store owns
+//! the connection and runs the calls sent to it over a channel, in order; the caller awaits
+//! the answer. This replaced a `spawn_blocking` hop per call onto a connection behind a mutex:
+//! under load the hops cost more than the queries (pool lock, thread wake-ups, the blocking
+//! threads queueing on the mutex; see `docs/perf-notes-login.md`), while a busy DB thread
+//! takes the next call without sleeping. WAL journal, `synchronous=NORMAL`, foreign keys on,
+//! a busy timeout so another process holding the write lock makes us wait instead of fail.
 //!
 //! Files: `migrations.rs` (versioned schema), `accounts.rs`, `roster.rs`, `userdata.rs`
 //! (offline, key-value, map).
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -22,10 +26,14 @@ mod userdata;
 /// How long a statement waits for another connection's lock before failing with "busy".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A SQLite database implementing every storage trait. Cloning shares the connection.
+/// A call for the connection's thread.
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// A SQLite database implementing every storage trait. Cloning shares the connection (and its
+/// thread, which ends when the last clone is dropped).
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl SqliteStore {
@@ -58,9 +66,18 @@ impl SqliteStore {
             .sql()?;
         conn.pragma_update(None, "synchronous", "NORMAL").sql()?;
         migrations::run(&mut conn)?;
-        Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("starling-sqlite".into())
+            .spawn(move || {
+                while let Ok(job) = queue.recv() {
+                    // A panicking call drops its answer (the caller sees an error); rusqlite
+                    // rolls back an open transaction on drop, so the connection stays usable.
+                    let _ = catch_unwind(AssertUnwindSafe(|| job(&mut conn)));
+                }
+            })
+            .map_err(|e| StoreError::Backend(format!("starting the storage thread: {e}")))?;
+        Ok(SqliteStore { jobs })
     }
 
     /// Applied schema migrations as `(version, applied_at unix seconds)`, oldest first.
@@ -68,21 +85,19 @@ impl SqliteStore {
         self.call(migrations::applied).await
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` with the connection on its thread.
     async fn call<T, F>(&self, f: F) -> StoreResult<T>
     where
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock cannot leave a transaction open (rusqlite rolls
-            // back on drop), so a poisoned connection is still usable.
-            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
+        let (answer, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = answer.send(f(conn));
+        });
+        let failed = || StoreError::Backend("storage task failed".into());
+        self.jobs.send(job).map_err(|_| failed())?;
+        result.await.map_err(|_| failed())?
     }
 }
 

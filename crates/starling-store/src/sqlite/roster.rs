@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction};
 
 use super::{now_unix, read_tx, to_u64, write_tx, SqlResultExt, SqliteStore};
-use crate::{RosterItem, RosterStore, StoreError, StoreResult, Subscription};
+use std::sync::Arc;
+
+use crate::{RosterItem, RosterSnapshot, RosterStore, StoreError, StoreResult, Subscription};
 
 const ITEM_COLUMNS: &str = "jid, name, subscription, ask_out, approved, groups_json";
 
@@ -77,28 +79,65 @@ fn bump_version(tx: &Transaction<'_>, host: &str, user: &str) -> StoreResult<u64
     to_u64(v, "roster version")
 }
 
+/// `(version, items sorted by jid)`; call inside a read transaction.
+fn read_roster(conn: &Connection, host: &str, user: &str) -> StoreResult<(u64, Vec<RosterItem>)> {
+    let version = current_version(conn, host, user)?;
+    let raw: Vec<RawItem> = {
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {ITEM_COLUMNS} FROM roster_items
+                 WHERE host = ?1 AND username = ?2 ORDER BY jid"
+            ))
+            .sql()?;
+        let rows = stmt.query_map((host, user), RawItem::from_row).sql()?;
+        rows.collect::<rusqlite::Result<_>>().sql()?
+    };
+    let items = raw
+        .into_iter()
+        .map(RawItem::decode)
+        .collect::<StoreResult<_>>()?;
+    Ok((version, items))
+}
+
+fn read_pending_in(
+    conn: &Connection,
+    host: &str,
+    user: &str,
+) -> StoreResult<Vec<(String, String)>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT from_jid, stanza FROM roster_pending_in
+             WHERE host = ?1 AND username = ?2 ORDER BY id",
+        )
+        .sql()?;
+    let rows = stmt
+        .query_map((host, user), |row| Ok((row.get(0)?, row.get(1)?)))
+        .sql()?;
+    rows.map(SqlResultExt::sql).collect()
+}
+
 #[async_trait]
 impl RosterStore for SqliteStore {
     async fn roster(&self, host: &str, user: &str) -> StoreResult<(u64, Vec<RosterItem>)> {
         let (host, user) = (host.to_owned(), user.to_owned());
         self.call(move |conn| {
             let tx = read_tx(conn)?;
-            let version = current_version(&tx, &host, &user)?;
-            let raw: Vec<RawItem> = {
-                let mut stmt = tx
-                    .prepare_cached(&format!(
-                        "SELECT {ITEM_COLUMNS} FROM roster_items
-                         WHERE host = ?1 AND username = ?2 ORDER BY jid"
-                    ))
-                    .sql()?;
-                let rows = stmt.query_map((&host, &user), RawItem::from_row).sql()?;
-                rows.collect::<rusqlite::Result<_>>().sql()?
-            };
-            let items = raw
-                .into_iter()
-                .map(RawItem::decode)
-                .collect::<StoreResult<_>>()?;
-            Ok((version, items))
+            read_roster(&tx, &host, &user)
+        })
+        .await
+    }
+
+    async fn roster_and_pending_in(
+        &self,
+        host: &str,
+        user: &str,
+    ) -> StoreResult<(Arc<RosterSnapshot>, Vec<(String, String)>)> {
+        let (host, user) = (host.to_owned(), user.to_owned());
+        self.call(move |conn| {
+            let tx = read_tx(conn)?;
+            let (version, items) = read_roster(&tx, &host, &user)?;
+            let pending = read_pending_in(&tx, &host, &user)?;
+            Ok((Arc::new(RosterSnapshot { version, items }), pending))
         })
         .await
     }
@@ -190,19 +229,8 @@ impl RosterStore for SqliteStore {
 
     async fn pending_in(&self, host: &str, user: &str) -> StoreResult<Vec<(String, String)>> {
         let (host, user) = (host.to_owned(), user.to_owned());
-        self.call(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT from_jid, stanza FROM roster_pending_in
-                     WHERE host = ?1 AND username = ?2 ORDER BY id",
-                )
-                .sql()?;
-            let rows = stmt
-                .query_map((&host, &user), |row| Ok((row.get(0)?, row.get(1)?)))
-                .sql()?;
-            rows.map(SqlResultExt::sql).collect()
-        })
-        .await
+        self.call(move |conn| read_pending_in(conn, &host, &user))
+            .await
     }
 
     async fn add_pending_in(

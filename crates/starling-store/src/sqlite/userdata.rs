@@ -38,6 +38,11 @@ impl OfflineStore for SqliteStore {
     async fn take_offline(&self, host: &str, user: &str) -> StoreResult<Vec<String>> {
         let (host, user) = (host.to_owned(), user.to_owned());
         self.call(move |conn| {
+            // Most logins find nothing: say so without taking the write lock (a push racing
+            // this check is kept for the next call, as the trait allows).
+            if count_offline(conn, &host, &user)? == 0 {
+                return Ok(Vec::new());
+            }
             let tx = write_tx(conn)?;
             // DELETE ... RETURNING does not promise an order, so read, then delete what was
             // read (by id: anything pushed in between is kept for next time).
