@@ -15,6 +15,7 @@ use starling_core::c2s::wirelog::WireLog;
 use starling_core::hooks::StanzaEvent;
 use starling_core::transport::{Transport, TransportError};
 use starling_core::{DomainClaim, DomainRoute, RouteConnection, Server};
+use starling_proto::s2s::change_content_ns;
 use starling_proto::{
     error_reply, new_stream_id, Jid, StanzaError, StanzaErrorCondition, StreamError,
     StreamErrorCondition, StreamHeader,
@@ -133,20 +134,6 @@ struct Bound {
     claim: DomainClaim,
     rx: mpsc::Receiver<Element>,
     kill: watch::Receiver<Option<StreamError>>,
-}
-
-/// Moves the element, and its descendants in the same namespace, from `from` to `to`: a
-/// stanza's content namespace is the stream's (`jabber:component:accept` on the wire,
-/// `jabber:client` inside the server). Descendants in another namespace keep theirs and
-/// everything below them (a forwarded `jabber:client` message stays one).
-fn rename_ns(el: &mut Element, from: &str, to: &str) {
-    if el.ns() != from {
-        return;
-    }
-    el.set_ns(to);
-    for child in el.children_mut() {
-        rename_ns(child, from, to);
-    }
 }
 
 /// Runs one component stream to its end.
@@ -348,7 +335,7 @@ impl<T: Transport> Component<T> {
                         }
                     }
                     for el in &mut batch {
-                        rename_ns(el, ns::CLIENT, NS_COMPONENT_ACCEPT);
+                        change_content_ns(el, ns::CLIENT, NS_COMPONENT_ACCEPT);
                         self.log.outgoing(el);
                         self.t.send_element(el);
                     }
@@ -391,7 +378,7 @@ impl<T: Transport> Component<T> {
         }
         for el in batch {
             let mut el = el;
-            rename_ns(&mut el, NS_COMPONENT_ACCEPT, ns::CLIENT);
+            change_content_ns(&mut el, NS_COMPONENT_ACCEPT, ns::CLIENT);
             self.server
                 .bounce(
                     &el,
@@ -415,7 +402,7 @@ impl<T: Transport> Component<T> {
                 format!("<{}/> in {} is not a stanza", el.name(), el.ns()),
             ));
         }
-        rename_ns(&mut el, NS_COMPONENT_ACCEPT, ns::CLIENT);
+        change_content_ns(&mut el, NS_COMPONENT_ACCEPT, ns::CLIENT);
         let from = match el.attr("from") {
             // COMPAT: some components leave `from` out; it can only mean the domain itself.
             None => Jid::new(None, domain, None).map_err(|_| End::Eof)?,
@@ -442,7 +429,7 @@ impl<T: Transport> Component<T> {
                 let mut reply =
                     error_reply(&el, &StanzaError::new(StanzaErrorCondition::JidMalformed));
                 if el.attr("type") != Some("error") {
-                    rename_ns(&mut reply, ns::CLIENT, NS_COMPONENT_ACCEPT);
+                    change_content_ns(&mut reply, ns::CLIENT, NS_COMPONENT_ACCEPT);
                     self.send(&reply);
                     self.flush(WRITE_TIMEOUT).await?;
                 }
@@ -494,7 +481,7 @@ mod tests {
                 Element::new("forwarded", "urn:xmpp:forward:0")
                     .with_child(Element::new("message", NS_COMPONENT_ACCEPT)),
             );
-        rename_ns(&mut m, NS_COMPONENT_ACCEPT, ns::CLIENT);
+        change_content_ns(&mut m, NS_COMPONENT_ACCEPT, ns::CLIENT);
         assert_eq!(m.ns(), ns::CLIENT);
         assert!(m.has_child("body", ns::CLIENT));
         let fwd = m

@@ -161,21 +161,9 @@ impl ListenerSet {
         tls: Arc<TlsSetup>,
         direct_tls: bool,
     ) -> Result<SocketAddr, NetError> {
-        let (local, task) = stream_listener(
-            Kind::C2s,
-            addr,
-            tls,
-            direct_tls,
-            self.handler.clone(),
-            self.limits.clone(),
-            self.permits.clone(),
-            self.shutdown.clone(),
-        )
-        .await?;
-        self.bound
-            .push((if direct_tls { "c2s-tls" } else { "c2s" }, local));
-        self.tasks.push(task);
-        Ok(local)
+        let name = if direct_tls { "c2s-tls" } else { "c2s" };
+        self.bind_stream(Kind::C2s, name, addr, tls, direct_tls)
+            .await
     }
 
     /// A server-to-server listener (`jabber:server` streams, RFC 6120 §4.8.3): STARTTLS on
@@ -187,8 +175,21 @@ impl ListenerSet {
         tls: Arc<TlsSetup>,
         direct_tls: bool,
     ) -> Result<SocketAddr, NetError> {
+        let name = if direct_tls { "s2s-tls" } else { "s2s" };
+        self.bind_stream(Kind::S2s, name, addr, tls, direct_tls)
+            .await
+    }
+
+    async fn bind_stream(
+        &mut self,
+        kind: Kind,
+        name: &'static str,
+        addr: SocketAddr,
+        tls: Arc<TlsSetup>,
+        direct_tls: bool,
+    ) -> Result<SocketAddr, NetError> {
         let (local, task) = stream_listener(
-            Kind::S2s,
+            kind,
             addr,
             tls,
             direct_tls,
@@ -198,8 +199,7 @@ impl ListenerSet {
             self.shutdown.clone(),
         )
         .await?;
-        self.bound
-            .push((if direct_tls { "s2s-tls" } else { "s2s" }, local));
+        self.bound.push((name, local));
         self.tasks.push(task);
         Ok(local)
     }

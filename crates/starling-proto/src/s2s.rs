@@ -154,17 +154,18 @@ pub fn receiving_features(
     f
 }
 
-/// Moves a stanza from one content namespace to the other: the stanza and its direct
-/// children in `from_ns` (body, subject, thread, show, status, priority, error). Deeper
-/// elements keep theirs (a forwarded `<message xmlns='jabber:client'/>` stays one).
+/// Moves a stanza from one content namespace to another (`jabber:server` or
+/// `jabber:component:accept` on the wire, `jabber:client` inside the server): the stanza and
+/// its descendants in `from_ns` (body, subject, thread, show, status, priority, error). An
+/// element in another namespace keeps it, and so does everything below it (a forwarded
+/// `<message xmlns='jabber:client'/>` stays one).
 pub fn change_content_ns(stanza: &mut Element, from_ns: &str, to_ns: &str) {
-    if stanza.ns() == from_ns {
-        stanza.set_ns(to_ns);
+    if stanza.ns() != from_ns {
+        return;
     }
+    stanza.set_ns(to_ns);
     for child in stanza.children_mut() {
-        if child.ns() == from_ns {
-            child.set_ns(to_ns);
-        }
+        change_content_ns(child, from_ns, to_ns);
     }
 }
 
