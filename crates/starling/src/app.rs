@@ -15,6 +15,8 @@ use starling_net::{
 use tokio::task::JoinHandle;
 use tracing::info;
 
+use crate::datalock::DataLock;
+
 /// A started server and where it listens (ports may be 0 in the config: these are the real ones).
 pub struct Running {
     pub server: Arc<Server>,
@@ -28,6 +30,8 @@ pub struct Running {
     /// External components (XEP-0114), when configured.
     pub component: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
+    /// This server is its data folder's only user while it runs.
+    _data_lock: DataLock,
 }
 
 /// Hands each accepted connection to a client stream task.
@@ -63,6 +67,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // The data folder holds the database, the TLS key and the admin socket: owner only.
     std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot restrict {}", config.data_dir.display()))?;
+    let data_lock = DataLock::acquire(&config.data_dir).with_context(|| {
+        format!(
+            "the data folder {} is in use: one server per data folder",
+            config.data_dir.display()
+        )
+    })?;
 
     let url = config.storage_url();
     let store = starling_store::open(&url)
@@ -110,6 +120,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         s2s_direct_tls: None,
         component: None,
         tasks: Vec::new(),
+        _data_lock: data_lock,
     };
     if let Some(a) = addr(&cfg.c2s.listen)? {
         let bound = listeners.bind_c2s(a, tls.clone(), false).await?;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use starling::admin::{self, socket, AdminError, Command, Target};
+use starling::datalock::DataLock;
 use starling_core::Config;
 
 /// jemalloc instead of glibc malloc: 20–30% less CPU per login, 10–15% less per message,
@@ -215,7 +216,19 @@ async fn ctl(path: Option<PathBuf>, words: Vec<String>) -> anyhow::Result<ExitCo
     let outcome = match socket::call(&config.admin_socket(), &cmd).await {
         Ok(outcome) => outcome,
         Err(socket::ClientError::NotRunning) if !cmd.needs_server() => {
-            // Account commands work on the store while the server is stopped.
+            // Account commands work on the store while the server is stopped, and only then:
+            // a running server caches what it read and must be the store's only writer.
+            let _lock = match DataLock::acquire(&config.data_dir) {
+                Ok(lock) => lock,
+                Err(e) => {
+                    eprintln!(
+                        "the server is running ({e}) but its admin socket {} does not answer; \
+                         retry, or stop the server to change accounts offline",
+                        config.admin_socket().display()
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
             let store = starling_store::open(&config.storage_url())
                 .await
                 .with_context(|| format!("cannot open storage {}", config.storage_url()))?;

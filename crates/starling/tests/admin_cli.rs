@@ -372,6 +372,28 @@ async fn ctl_register_with_server_stopped() {
     );
 }
 
+/// A running server is its data folder's only user: a second server on the same folder is
+/// refused, and `ctl` does not write to the store behind the server's back when the admin
+/// socket does not answer (the server caches what it read).
+#[tokio::test]
+async fn one_server_per_data_folder_and_no_offline_writes_while_it_runs() {
+    let setup = Setup::new();
+    let server = setup.serve().await;
+
+    let second = run(&["serve", "--config", setup.config.to_str().expect("utf-8")]).await;
+    assert_eq!(second.code, 1, "{second}");
+    assert!(second.stderr.contains("in use"), "{second}");
+    assert!(second.stderr.contains("starling.lock"), "{second}");
+
+    std::fs::remove_file(setup.data().join("admin.sock")).expect("remove admin socket");
+    let o = setup
+        .ctl(&["register_identified", "mallory", "localhost", "pw"])
+        .await;
+    assert_eq!(o.code, 1, "{o}");
+    assert!(o.stderr.contains("the server is running"), "{o}");
+    drop(server);
+}
+
 /// `check-config` accepts a good file and names the unknown key of a bad one.
 #[tokio::test]
 async fn check_config_names_unknown_key() {
