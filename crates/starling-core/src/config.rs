@@ -413,6 +413,21 @@ impl Config {
                 *h = j.domain().to_string();
             }
         }
+        // Remote domains are looked up with normalized JID domains too: a policy key or a
+        // route written "EVIL.Example." must apply to `evil.example`.
+        let normalize = |d: &str| {
+            starling_proto::Jid::new(None, d, None).map_or_else(
+                |_| d.trim_end_matches('.').to_ascii_lowercase(),
+                |j| j.domain().to_string(),
+            )
+        };
+        cfg.s2s.policy = std::mem::take(&mut cfg.s2s.policy)
+            .into_iter()
+            .map(|(k, v)| (normalize(&k), v))
+            .collect();
+        for r in &mut cfg.s2s.routes {
+            r.domain = normalize(&r.domain);
+        }
         Ok(cfg)
     }
 
@@ -635,5 +650,16 @@ mod example_file {
         assert!(e.to_string().contains("s2s.nameservers"), "{e}");
         let e = Config::parse("[s2s]\nmax_queued_bytes = 1000\n").expect_err("too small");
         assert!(e.to_string().contains("max_queued_bytes"), "{e}");
+    }
+
+    #[test]
+    fn s2s_policy_and_route_domains_are_normalized() {
+        let c = Config::parse(
+            "[s2s]\n[s2s.policy]\n\"EVIL.Test.\" = \"deny\"\n\
+             [[s2s.routes]]\ndomain = \"Ej.TEST.\"\nhost = \"127.0.0.2\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.s2s.policy_for("evil.test"), S2sPolicy::Deny);
+        assert_eq!(c.s2s.routes[0].domain, "ej.test");
     }
 }

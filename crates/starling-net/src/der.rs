@@ -61,30 +61,46 @@ fn certificate(der: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((tbs, alg))
 }
 
-/// The GeneralNames of the subjectAltName extension, as (tag, contents).
-fn alt_names(der: &[u8]) -> Vec<(u8, &[u8])> {
-    let mut names = Vec::new();
+/// The values (OCTET STRING contents) of the extensions with `oid`.
+fn extension_values<'a>(der: &'a [u8], oid: &[u8]) -> Vec<&'a [u8]> {
+    let mut values = Vec::new();
     let Some((tbs, _)) = certificate(der) else {
-        return names;
+        return values;
     };
     let Some((_, exts)) = items(tbs).find(|(tag, _)| *tag == EXTENSIONS) else {
-        return names;
+        return values;
     };
     let Some((SEQUENCE, exts)) = items(exts).next() else {
-        return names;
+        return values;
     };
     for (tag, ext) in items(exts) {
         if tag != SEQUENCE {
             continue;
         }
         let mut fields = items(ext);
-        if !matches!(fields.next(), Some((OID, oid)) if oid == OID_SUBJECT_ALT_NAME) {
+        if !matches!(fields.next(), Some((OID, o)) if o == oid) {
             continue;
         }
         // An optional `critical` BOOLEAN comes before the OCTET STRING.
-        let Some((_, value)) = fields.find(|(tag, _)| *tag == OCTET_STRING) else {
-            continue;
-        };
+        if let Some((_, value)) = fields.find(|(tag, _)| *tag == OCTET_STRING) {
+            values.push(value);
+        }
+    }
+    values
+}
+
+const OID_NAME_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x1e]; // 2.5.29.30
+
+/// Whether the certificate carries a nameConstraints extension (RFC 5280 §4.2.1.10). A
+/// certificate that cannot be read counts as constrained (the safe answer).
+pub(crate) fn has_name_constraints(der: &[u8]) -> bool {
+    certificate(der).is_none() || !extension_values(der, OID_NAME_CONSTRAINTS).is_empty()
+}
+
+/// The GeneralNames of the subjectAltName extension, as (tag, contents).
+fn alt_names(der: &[u8]) -> Vec<(u8, &[u8])> {
+    let mut names = Vec::new();
+    for value in extension_values(der, OID_SUBJECT_ALT_NAME) {
         let Some((SEQUENCE, general_names)) = items(value).next() else {
             continue;
         };

@@ -45,6 +45,12 @@ pub fn cert_srv_ids(cert_der: &[u8]) -> Vec<String> {
     der::other_names(cert_der, der::OID_DNS_SRV)
 }
 
+/// Whether a DER certificate carries a nameConstraints extension (RFC 5280 §4.2.1.10);
+/// unreadable input counts as constrained.
+pub fn cert_has_name_constraints(cert_der: &[u8]) -> bool {
+    der::has_name_constraints(cert_der)
+}
+
 /// One configured certificate: PEM files; the certificate file may hold the whole chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertConfig {

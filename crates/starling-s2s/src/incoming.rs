@@ -33,6 +33,11 @@ use crate::{serves, S2s};
 
 /// How long the peer may take to accept one write before it counts as gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a dialback verification with the authoritative server may take (the receive
+/// loop waits for it).
+const VERIFY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Failed `<db:result/>` requests after which a stream is closed.
+const MAX_DB_FAILURES: u32 = 3;
 
 /// Runs one incoming server stream to its end.
 pub async fn run<T: S2sTransport>(s2s: Arc<S2s>, server: Arc<Server>, t: T) {
@@ -62,6 +67,7 @@ pub async fn run<T: S2sTransport>(s2s: Arc<S2s>, server: Arc<Server>, t: T) {
         bidi: false,
         out: None,
         out_failed: false,
+        db_failures: 0,
     };
     let (end, peer_closed) = match r.serve().await {
         Ok(peer_closed) => (End::Closed, peer_closed),
@@ -97,6 +103,8 @@ struct Receiver<T: S2sTransport> {
     out: Option<Adopted>,
     /// The peer did not take what we wrote: bounce what is left instead of re-routing it.
     out_failed: bool,
+    /// `<db:result/>` requests refused on this stream.
+    db_failures: u32,
 }
 
 /// What the outgoing queue of a bidi stream has for us.
@@ -401,6 +409,13 @@ impl<T: S2sTransport> Receiver<T> {
                 ))
                 .await;
         };
+        if serves(&self.server, &from) {
+            // A certificate for one of our own domains must not let a peer speak for it.
+            warn!("s2s from {from} failed: {from} is one of our domains");
+            return self
+                .send(&fail(SaslFailure::NotAuthorized, "that is our domain"))
+                .await;
+        }
         if self.s2s.policy(&from) == S2sPolicy::Deny {
             warn!("s2s from {from} failed: policy denies {from}");
             return self.send(&fail(SaslFailure::NotAuthorized, "policy")).await;
@@ -485,20 +500,33 @@ impl<T: S2sTransport> Receiver<T> {
                 "use STARTTLS first",
             ));
         }
-        let (remote, local) = (db.from.clone(), db.to.clone());
+        // Policy, the authenticated pairs and bidi use normalized domains (RFC 7622 §3.2), as
+        // the stanzas' addresses are.
+        let Ok(local) = Jid::new(None, &db.to, None).map(|j| j.domain().to_owned()) else {
+            return Err(End::error(
+                StreamErrorCondition::HostUnknown,
+                format!("this server does not serve {}", db.to),
+            ));
+        };
+        let Ok(remote) = Jid::new(None, &db.from, None).map(|j| j.domain().to_owned()) else {
+            return Err(End::error(
+                StreamErrorCondition::InvalidFrom,
+                "not a domain",
+            ));
+        };
         if !serves(&self.server, &local) {
             return Err(End::error(
                 StreamErrorCondition::HostUnknown,
                 format!("this server does not serve {local}"),
             ));
         }
-        if Jid::new(None, &remote, None).is_err() {
-            return Err(End::error(
-                StreamErrorCondition::InvalidFrom,
-                "not a domain",
-            ));
-        }
+        let mut condition = "remote-server-not-found";
         let verdict = match self.s2s.policy(&remote) {
+            // A peer claiming one of our own domains (a host or a component) is never it.
+            _ if serves(&self.server, &remote) => {
+                warn!("s2s from {remote} failed: {remote} is one of our domains");
+                Answer::Invalid
+            }
             S2sPolicy::Deny => {
                 warn!("s2s from {remote} failed: policy denies {remote}");
                 Answer::Invalid
@@ -511,14 +539,23 @@ impl<T: S2sTransport> Receiver<T> {
                 }
             },
             S2sPolicy::Dialback => {
-                match verify_key(&self.s2s, &local, &remote, &self.stream_id, &key).await {
-                    Ok(true) => Answer::Valid,
-                    Ok(false) => {
+                let verify = verify_key(&self.s2s, &local, &remote, &self.stream_id, &key);
+                match tokio::time::timeout(VERIFY_TIMEOUT, verify).await {
+                    Ok(Ok(true)) => Answer::Valid,
+                    Ok(Ok(false)) => {
                         warn!("s2s from {remote} failed: dialback key for {remote} did not verify");
                         Answer::Invalid
                     }
-                    Err(f) => {
+                    Ok(Err(f)) => {
                         warn!("s2s from {remote} failed: dialback verification: {f}");
+                        Answer::Error
+                    }
+                    Err(_) => {
+                        warn!(
+                            "s2s from {remote} failed: dialback verification took over {}s",
+                            VERIFY_TIMEOUT.as_secs()
+                        );
+                        condition = "remote-server-timeout";
                         Answer::Error
                     }
                 }
@@ -530,7 +567,7 @@ impl<T: S2sTransport> Receiver<T> {
                 Element::new("error", ns::SERVER)
                     .with_attr("type", "cancel")
                     .with_child(Element::new(
-                        "remote-server-not-found",
+                        condition,
                         "urn:ietf:params:xml:ns:xmpp-stanzas",
                     )),
             );
@@ -538,11 +575,14 @@ impl<T: S2sTransport> Receiver<T> {
         self.send(&answer).await?;
         if verdict == Answer::Valid {
             self.authenticated(&remote, &local, AuthMethod::Dialback);
-        } else if self.authed.is_empty() {
-            return Err(End::error(
-                StreamErrorCondition::NotAuthorized,
-                format!("dialback for {remote} failed"),
-            ));
+        } else {
+            self.db_failures += 1;
+            if self.authed.is_empty() || self.db_failures >= MAX_DB_FAILURES {
+                return Err(End::error(
+                    StreamErrorCondition::NotAuthorized,
+                    format!("dialback for {remote} failed"),
+                ));
+            }
         }
         Ok(())
     }

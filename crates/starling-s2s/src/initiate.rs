@@ -61,13 +61,19 @@ pub enum Purpose {
     Verify,
 }
 
-/// Connects to the first reachable target of `remote`.
+/// SRV targets tried per connection attempt at most (a hostile zone could list hundreds).
+const MAX_TARGETS: usize = 8;
+/// Addresses tried per target at most.
+const MAX_ADDRS_PER_TARGET: usize = 4;
+
+/// Connects to the first reachable target of `remote` (the first [`MAX_TARGETS`] targets,
+/// the first [`MAX_ADDRS_PER_TARGET`] addresses of each).
 pub async fn connect(s2s: &S2s, local: &str, remote: &str) -> Result<TcpTransport, Failure> {
     let targets = resolve::targets(&s2s.cfg, &s2s.dns, remote)
         .await
         .map_err(Failure::Dns)?;
     let mut last = None;
-    for target in targets {
+    for target in targets.into_iter().take(MAX_TARGETS) {
         let addrs = match s2s
             .dns
             .addresses(&target.host, target.port, s2s.connect_timeout())
@@ -79,7 +85,7 @@ pub async fn connect(s2s: &S2s, local: &str, remote: &str) -> Result<TcpTranspor
                 continue;
             }
         };
-        for addr in addrs {
+        for addr in addrs.into_iter().take(MAX_ADDRS_PER_TARGET) {
             let socket =
                 match tokio::time::timeout(s2s.connect_timeout(), TcpStream::connect(addr)).await {
                     Ok(Ok(s)) => s,
@@ -386,7 +392,7 @@ pub async fn verify_key(
     let valid = loop {
         let el = out.next_element().await?;
         match Dialback::parse(&el) {
-            Ok(db) if db.kind == Kind::Verify && db.id.as_deref() == Some(stream_id) => {
+            Ok(db) if is_verify_answer(&db, local, remote, stream_id) => {
                 break db.answer == Some(Answer::Valid);
             }
             _ => continue,
@@ -394,6 +400,16 @@ pub async fn verify_key(
     };
     out.close().await;
     Ok(valid)
+}
+
+/// Whether `db` answers our `<db:verify/>` (XEP-0220 §2.4): same id, from the authoritative
+/// server (`remote`) to us (`local`).
+fn is_verify_answer(db: &Dialback, local: &str, remote: &str, stream_id: &str) -> bool {
+    let same = |a: &str, b: &str| a.trim_end_matches('.').eq_ignore_ascii_case(b);
+    db.kind == Kind::Verify
+        && db.id.as_deref() == Some(stream_id)
+        && same(&db.from, remote)
+        && same(&db.to, local)
 }
 
 /// "condition: text" of a received `<stream:error/>`.
@@ -420,4 +436,44 @@ pub fn stream_error_text(e: &StreamError) -> String {
 /// A stream error for a failed negotiation on our side.
 pub fn failure_stream_error(f: &Failure) -> StreamError {
     StreamError::new(StreamErrorCondition::UndefinedCondition).with_text(f.to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn verify_answer(from: &str, to: &str, id: &str) -> Dialback {
+        let el = Element::new("verify", starling_proto::dialback::NS_DIALBACK)
+            .with_attr("from", from)
+            .with_attr("to", to)
+            .with_attr("id", id)
+            .with_attr("type", "valid");
+        Dialback::parse(&el).unwrap()
+    }
+
+    #[test]
+    fn verify_answer_must_come_from_the_remote_to_us() {
+        let ok = verify_answer("a.test", "b.test", "s1");
+        assert!(is_verify_answer(&ok, "b.test", "a.test", "s1"));
+        assert!(is_verify_answer(
+            &verify_answer("A.test", "b.test", "s1"),
+            "b.test",
+            "a.test",
+            "s1"
+        ));
+        assert!(!is_verify_answer(&ok, "b.test", "a.test", "s2"));
+        assert!(!is_verify_answer(
+            &verify_answer("evil.test", "b.test", "s1"),
+            "b.test",
+            "a.test",
+            "s1"
+        ));
+        assert!(!is_verify_answer(
+            &verify_answer("a.test", "c.test", "s1"),
+            "b.test",
+            "a.test",
+            "s1"
+        ));
+    }
 }

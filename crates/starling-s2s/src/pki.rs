@@ -95,28 +95,47 @@ impl Pki {
             reason,
         };
         let ee = webpki::EndEntityCert::try_from(leaf).map_err(|e| untrusted(format!("{e:?}")))?;
-        let name_ok = ServerName::try_from(domain)
+        let dns_ok = ServerName::try_from(domain)
             .ok()
-            .is_some_and(|n| ee.verify_is_valid_for_subject_name(&n).is_ok())
-            || other_name_matches(leaf, domain);
-        if !name_ok {
+            .is_some_and(|n| ee.verify_is_valid_for_subject_name(&n).is_ok());
+        let other_ok = !dns_ok && other_name_matches(leaf, domain);
+        let wrong_name = || {
             let mut names = starling_net::tls::cert_dns_names(leaf);
             names.extend(starling_net::tls::cert_xmpp_addrs(leaf));
             names.extend(starling_net::tls::cert_srv_ids(leaf));
-            return Err(CertError::WrongName {
+            CertError::WrongName {
                 domain: domain.to_owned(),
                 names,
-            });
+            }
+        };
+        if !dns_ok && !other_ok {
+            return Err(wrong_name());
         }
         let algs = self.provider.signature_verification_algorithms.all;
         let now = UnixTime::now();
-        let path = |usage| {
-            ee.verify_for_usage(algs, &self.anchors, &chain[1..], now, usage, None, None)
-                .map(|_| ())
-        };
-        path(webpki::KeyUsage::server_auth())
+        let path =
+            |usage| ee.verify_for_usage(algs, &self.anchors, &chain[1..], now, usage, None, None);
+        let verified = path(webpki::KeyUsage::server_auth())
             .or_else(|_| path(webpki::KeyUsage::client_auth()))
-            .map_err(|e| untrusted(format!("{e:?}")))
+            .map_err(|e| untrusted(format!("{e:?}")))?;
+        // rustls-webpki enforces nameConstraints only for DNS, IP, URI and directory names, not
+        // for otherName (XmppAddr, SRV-ID). RFC 6125 §6 leaves constraint checking to PKIX and
+        // RFC 7590 §3.2 / RFC 6120 §13.7.1.4 add these identities on top of it; so that a
+        // CA constrained to other domains cannot vouch for ours through an XmppAddr or an
+        // SRV-ID, those count only when no certificate of the verified path (the trust
+        // anchor and the leaf included) carries nameConstraints. Else only DNS-IDs count.
+        if other_ok {
+            let constrained = verified.anchor().name_constraints.is_some()
+                || starling_net::tls::cert_has_name_constraints(leaf)
+                || verified
+                    .intermediate_certificates()
+                    .any(|c| starling_net::tls::cert_has_name_constraints(&c.der()));
+            if constrained {
+                debug!("{domain}: XmppAddr/SRV-ID ignored under a name-constrained CA");
+                return Err(wrong_name());
+            }
+        }
+        Ok(())
     }
 
     /// The TLS client configuration for streams we open: any server certificate is accepted
@@ -391,6 +410,69 @@ mod tests {
             pki.verify(&[untrusted], "a.test"),
             Err(CertError::Untrusted { .. })
         ));
+    }
+
+    fn constrained_ca(issuer: Option<&Ca>) -> Ca {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.name_constraints = Some(rcgen::NameConstraints {
+            permitted_subtrees: vec![rcgen::GeneralSubtree::DnsName("ok.test".into())],
+            excluded_subtrees: Vec::new(),
+        });
+        let cert = match issuer {
+            Some(i) => p.signed_by(&key, &i.cert, &i.key).unwrap(),
+            None => p.self_signed(&key).unwrap(),
+        };
+        Ca { cert, key }
+    }
+
+    /// rustls-webpki does not apply nameConstraints to otherNames: an XmppAddr or SRV-ID
+    /// under a constrained anchor or intermediate must not authenticate a domain.
+    #[test]
+    fn other_names_ignored_under_name_constraints() {
+        let anchor = constrained_ca(None);
+        let pki = pki_trusting(&anchor);
+        let xmpp = other_name_leaf(&anchor, Some("evil.test"), None);
+        assert!(matches!(
+            pki.verify(&[xmpp], "evil.test"),
+            Err(CertError::WrongName { .. })
+        ));
+        let srv = other_name_leaf(&anchor, None, Some("_xmpp-server.ok.test"));
+        assert!(matches!(
+            pki.verify(&[srv], "ok.test"),
+            Err(CertError::WrongName { .. })
+        ));
+        // DNS-IDs are constrained by webpki and still work.
+        assert_eq!(
+            pki.verify(&[leaf(&anchor, &["a.ok.test"])], "a.ok.test"),
+            Ok(())
+        );
+
+        let root = new_ca();
+        let pki = pki_trusting(&root);
+        let inter = constrained_ca(Some(&root));
+        let xmpp = other_name_leaf(&inter, Some("evil.test"), None);
+        let chain = [xmpp, inter.cert.der().clone()];
+        assert!(matches!(
+            pki.verify(&chain, "evil.test"),
+            Err(CertError::WrongName { .. })
+        ));
+        // Without constraints in the path the XmppAddr counts.
+        let free = new_ca_signed_by(&root);
+        let xmpp = other_name_leaf(&free, Some("evil.test"), None);
+        assert_eq!(
+            pki.verify(&[xmpp, free.cert.der().clone()], "evil.test"),
+            Ok(())
+        );
+    }
+
+    fn new_ca_signed_by(root: &Ca) -> Ca {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = p.signed_by(&key, &root.cert, &root.key).unwrap();
+        Ca { cert, key }
     }
 
     fn pki_trusting(ca: &Ca) -> Pki {

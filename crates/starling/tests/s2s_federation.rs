@@ -12,6 +12,8 @@ mod components;
 mod dns;
 #[path = "s2s/failures.rs"]
 mod failures;
+#[path = "s2s/hardening.rs"]
+mod hardening;
 #[path = "s2s/harness.rs"]
 mod harness;
 mod support;
